@@ -1,0 +1,3 @@
+"""Point-in-time knowledge graph (embedded default, Neo4j backend)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Retrieval over SEC filings with point-in-time filters and citations."""
+
+__all__: list[str] = []
