@@ -132,9 +132,13 @@ def require_canonical(
         )
     if check_sorted:
         ok = frame.select(
-            ((pl.col("symbol") > pl.col("symbol").shift(1))
-             | ((pl.col("symbol") == pl.col("symbol").shift(1))
-                & (pl.col("date") > pl.col("date").shift(1))))
+            (
+                (pl.col("symbol") > pl.col("symbol").shift(1))
+                | (
+                    (pl.col("symbol") == pl.col("symbol").shift(1))
+                    & (pl.col("date") > pl.col("date").shift(1))
+                )
+            )
             .fill_null(True)
             .all()
         ).item()

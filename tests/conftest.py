@@ -16,12 +16,11 @@ _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0", ""}
 
 
 def _is_local(address: object) -> bool:
-    if isinstance(address, tuple) and address:
-        host = str(address[0])
-    elif isinstance(address, (str, bytes)):
+    if isinstance(address, (str, bytes)):
         return True  # AF_UNIX socket path
-    else:
+    if not (isinstance(address, tuple) and address):
         return False
+    host = str(address[0])
     return host in _LOCAL_HOSTS or host.startswith("127.")
 
 
