@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from datetime import date, timedelta
 
 import numpy as np
@@ -401,20 +400,18 @@ def test_bad_inputs(cv: object, X: object, error: type, match: str) -> None:
 # --- scale -------------------------------------------------------------------------------------
 
 
-def test_large_panel_is_fast() -> None:
+def test_large_panel_counts() -> None:
+    # Timing is checked by benchmarks/, never by a unit test (shared machines make timings flaky).
     n_dates, n_symbols, horizon = 2520, 500, 5
     days = np.datetime64("2010-01-04") + np.arange(n_dates + horizon)
     frame = pl.DataFrame(
         {"date": np.tile(days[:n_dates], n_symbols), "t1": np.tile(days[horizon:], n_symbols)}
     )
     cv = PurgedKFold(5, embargo=5)
-    start = time.perf_counter()
     info = cv.describe(frame)
-    elapsed = time.perf_counter() - start
     assert [f.n_test for f in info] == [504 * n_symbols] * 5
     assert info[2].n_purged == 2 * horizon * n_symbols
     assert info[2].n_embargoed == 5 * n_symbols
-    assert elapsed < 3.0, f"5 folds on {frame.height} rows took {elapsed:.2f} s"
 
 
 @pytest.mark.realdata
