@@ -1,0 +1,49 @@
+"""The README's Quickstart is exactly two commands, and CI runs them verbatim."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+README = (REPO_ROOT / "README.md").read_text()
+
+
+def _section(title: str) -> str:
+    match = re.search(rf"^## {title}\n(.*?)(?=^## )", README, flags=re.S | re.M)
+    assert match, f"README has no '## {title}' section"
+    return match.group(1)
+
+
+def _quickstart_commands() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", _section("Quickstart"), flags=re.S)
+    assert len(blocks) == 1, "the Quickstart has exactly one command block"
+    return [line for line in blocks[0].splitlines() if line.strip()]
+
+
+def test_quickstart_has_exactly_two_commands() -> None:
+    commands = _quickstart_commands()
+    assert len(commands) == 2
+    install_and_run, run_tests = commands
+    assert "-c constraints.txt" in install_and_run
+    assert install_and_run.rstrip().endswith("quantdesk demo")
+    assert "pytest" in run_tests
+
+
+def test_ci_runs_the_quickstart_commands_verbatim() -> None:
+    ci_lines = {line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()}
+    for command in _quickstart_commands():
+        assert command.strip() in ci_lines, f"CI does not run the README command {command!r}"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_python_example_runs(shared_data: Path) -> None:
+    block = re.search(r"```python\n(.*?)```", _section("Using it"), flags=re.S)
+    assert block
+    code = block.group(1).replace("../shared/data", shared_data.as_posix())
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert "result" in namespace
