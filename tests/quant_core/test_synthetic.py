@@ -10,7 +10,6 @@ against the forward return), independently of the generator's own bookkeeping. T
 from __future__ import annotations
 
 import math
-import time
 from datetime import date
 from statistics import NormalDist
 
@@ -308,11 +307,11 @@ def test_demo_universe_plants_12_1_momentum_with_a_regime_change() -> None:
 
 
 @pytest.mark.slow
-def test_benchmark_sized_panel_is_fast() -> None:
-    start = time.perf_counter()
+def test_benchmark_sized_panel_is_canonical() -> None:
+    # Speed is measured in benchmarks/, not asserted here.
     market = synthetic_market(n_symbols=500, n_sessions=2520)
     assert market.prices.height == 1_260_000
-    assert time.perf_counter() - start < 15  # about 0.5 s unloaded; generous for shared CI
+    assert market.prices["symbol"].n_unique() == 500
 
 
 # --- validation -------------------------------------------------------------------------
