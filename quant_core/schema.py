@@ -118,6 +118,21 @@ def require_canonical(
             fix="load it with load_prices(...), which casts to the canonical schema "
             "(date: Date, symbol: String, prices and volume: Float64).",
         )
+    # Strictly increasing (symbol, date) proves both order and uniqueness in one cheap pass;
+    # the slower duplicate search runs only when that check fails.
+    strictly_sorted = frame.select(
+        (
+            (pl.col("symbol") > pl.col("symbol").shift(1))
+            | (
+                (pl.col("symbol") == pl.col("symbol").shift(1))
+                & (pl.col("date") > pl.col("date").shift(1))
+            )
+        )
+        .fill_null(True)
+        .all()
+    ).item()
+    if strictly_sorted:
+        return
     n_dupes = frame.height - frame.select(["symbol", "date"]).n_unique()
     if n_dupes:
         first = (
@@ -131,22 +146,10 @@ def require_canonical(
             "after checking which row is right.",
         )
     if check_sorted:
-        ok = frame.select(
-            (
-                (pl.col("symbol") > pl.col("symbol").shift(1))
-                | (
-                    (pl.col("symbol") == pl.col("symbol").shift(1))
-                    & (pl.col("date") > pl.col("date").shift(1))
-                )
-            )
-            .fill_null(True)
-            .all()
-        ).item()
-        if not ok:
-            raise DataError(
-                f"The {what} is not sorted by (symbol, date).",
-                fix="call frame.sort(['symbol', 'date']) first.",
-            )
+        raise DataError(
+            f"The {what} is not sorted by (symbol, date).",
+            fix="call frame.sort(['symbol', 'date']) first.",
+        )
 
 
 def coerce_as_of(as_of: date | datetime | str | None) -> date | None:
