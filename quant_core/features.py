@@ -188,19 +188,53 @@ def _volume_zscore(volume: pl.Expr, w: int) -> pl.Expr:
 
 def _wilder_rsi(p: pl.Expr, w: int) -> pl.Expr:
     change = p - _lag(p, 1)
-    row = pl.int_range(pl.len()).over("symbol")
+    return pl.struct(pl.col("symbol"), change.alias("change")).map_batches(
+        lambda batch: _wilder_rsi_numpy(batch, w), return_dtype=pl.Float64
+    )
 
-    def wilder(x: pl.Expr) -> pl.Expr:
-        # Null until row w, the plain mean of the first w changes at row w, then the raw
-        # values: ewm_mean seeds on its first non-null input, which reproduces Wilder's
-        # "simple average first, then smooth with 1/w" recursion without a Python loop.
-        seeded = pl.when(row == w).then(x.rolling_mean(w).over("symbol")).when(row > w).then(x)
-        return seeded.ewm_mean(alpha=1.0 / w, adjust=False).over("symbol")
 
-    gain = wilder(change.clip(lower_bound=0.0))
-    loss = wilder((-change).clip(lower_bound=0.0))
+def _wilder_rsi_numpy(batch: pl.Series, w: int) -> pl.Series:
+    """Wilder RSI of every symbol at once; rows sorted by (symbol, date).
+
+    Wilder's smoothing is the recursion ``a_k = a_{k-1} + (x_k - a_{k-1}) / w`` seeded with the
+    plain mean of the first ``w`` changes. Running it per symbol in a polars window costs a
+    grouped EWM over a null prefix; instead each symbol's changes are laid out in one column of
+    a (position within symbol) x (symbol) matrix, zero-padded at the end, and one
+    ``scipy.signal.lfilter`` call runs the recursion down every column. The filter is causal,
+    so the value at a row depends only on that symbol's earlier rows, and the trailing padding
+    never reaches a real row.
+    """
+    from scipy.signal import lfilter
+
+    symbol = batch.struct.field("symbol")
+    change = batch.struct.field("change").fill_null(0.0).to_numpy()
+    n = change.shape[0]
+    out = np.full(n, np.nan)
+    is_start = (symbol != symbol.shift(1)).fill_null(True).to_numpy()
+    starts = np.flatnonzero(is_start)
+    lengths = np.diff(np.r_[starts, n])
+    if n == 0 or lengths.max() <= w:
+        return pl.Series(out, nan_to_null=True)
+    group = np.cumsum(is_start) - 1
+    position = np.arange(n) - starts[group]
+    alpha = 1.0 / w
+    smoothed = []
+    for sign in (1.0, -1.0):
+        matrix = np.zeros((lengths.max(), starts.size))
+        matrix[position, group] = np.clip(sign * change, 0.0, None)
+        # row 0 holds no change (the first price of a symbol); the seed averages rows 1..w
+        seed = matrix[1 : w + 1].mean(axis=0)
+        tail, _ = lfilter(
+            [alpha], [1.0, alpha - 1.0], matrix[w + 1 :], axis=0, zi=((1.0 - alpha) * seed)[None, :]
+        )
+        smoothed.append(np.vstack([seed[None, :], tail]))
+    gain, loss = smoothed
     total = gain + loss
-    return pl.when(total > 0.0).then(100.0 * gain / total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rsi = np.where(total > 0.0, 100.0 * gain / total, np.nan)
+    valid = position >= w
+    out[valid] = rsi[position[valid] - w, group[valid]]
+    return pl.Series(out, nan_to_null=True)
 
 
 def parse_feature(name: str) -> FeatureDef:
