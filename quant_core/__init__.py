@@ -1,7 +1,9 @@
-"""Quant core: point-in-time data, features, labels, purged CV, models and studies.
+"""Quant core: data, features, labels, purged CV, models, backtests, Sharpe inference.
+
+Every backtest and CV run is a counted trial; a research context can lock a holdout.
 
 Public names are re-exported here and imported lazily (PEP 562), so that importing
-``quantdesk.quant_core`` for one function does not pay for LightGBM and scikit-learn.
+``quantdesk.quant_core`` for one function does not pay for LightGBM, scikit-learn or arch.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
         QuantdeskRuntimeError,
         SchemaError,
     )
+    from quantdesk.quant_core.factors import FactorExposure, factor_exposures, load_fama_french
     from quantdesk.quant_core.features import (
         DEFAULT_FEATURES,
         FEATURE_PATTERNS,
@@ -31,13 +34,52 @@ if TYPE_CHECKING:
     )
     from quantdesk.quant_core.labels import LABEL_KINDS, LabelSpec, forward_return, make_labels
     from quantdesk.quant_core.loaders import load_prices
+    from quantdesk.quant_core.metrics import (
+        PerformanceSummary,
+        SampleMoments,
+        UndefinedMetricError,
+        alpha_beta,
+        annual_volatility,
+        cagr,
+        conditional_value_at_risk,
+        max_drawdown,
+        performance_summary,
+        sample_moments,
+        sharpe_ratio,
+        sortino_ratio,
+        value_at_risk,
+    )
     from quantdesk.quant_core.models import ModelSpec, QuantModel
+    from quantdesk.quant_core.multiple_testing import (
+        FDRResult,
+        SharpeIntervalResult,
+        SuperiorityTestResult,
+        benjamini_hochberg,
+        reality_check,
+        sharpe_confidence_interval,
+        spa_test,
+    )
+    from quantdesk.quant_core.overfitting import PBOResult, probability_of_backtest_overfitting
     from quantdesk.quant_core.purged_cv import (
         CombinatorialPurgedCV,
         FoldInfo,
         PurgedKFold,
         PurgedWalkForward,
         purge_mask,
+    )
+    from quantdesk.quant_core.research_context import (
+        HoldoutAlreadyEvaluatedError,
+        HoldoutEvaluation,
+        HoldoutViolationError,
+        ResearchContext,
+        active_context,
+        create_context,
+        evaluate_holdout,
+        get_context,
+        guard_holdout,
+        list_contexts,
+        outside_holdout,
+        use_context,
     )
     from quantdesk.quant_core.schema import (
         OPTIONAL_COLUMNS,
@@ -50,6 +92,16 @@ if TYPE_CHECKING:
         select_as_of,
     )
     from quantdesk.quant_core.settings import Settings, get_settings, shared_data_dir
+    from quantdesk.quant_core.sharpe_inference import (
+        DSRResult,
+        MinTRLResult,
+        PSRResult,
+        deflated_sharpe_ratio,
+        effective_number_of_trials,
+        expected_max_sharpe,
+        min_track_record_length,
+        probabilistic_sharpe_ratio,
+    )
     from quantdesk.quant_core.study import (
         SignalStudy,
         StudyConfig,
@@ -65,10 +117,15 @@ if TYPE_CHECKING:
     )
     from quantdesk.quant_core.training import TrainingResult, train_cv
     from quantdesk.quant_core.training_report import ICStats, TrainingReport
+    from quantdesk.quant_core.trials import (
+        TrialBudgetExceededError,
+        TrialRecord,
+        TrialRegistry,
+        TrialStats,
+    )
     from quantdesk.quant_core.validation import ValidationReport, validate_prices
 
 _EXPORTS: dict[str, str] = {
-    # errors
     "ConfigError": "errors",
     "DataError": "errors",
     "InputError": "errors",
@@ -77,7 +134,6 @@ _EXPORTS: dict[str, str] = {
     "QuantdeskError": "errors",
     "QuantdeskRuntimeError": "errors",
     "SchemaError": "errors",
-    # canonical frame and the as-of cut
     "OPTIONAL_COLUMNS": "schema",
     "PRICE_COLUMNS": "schema",
     "REQUIRED_COLUMNS": "schema",
@@ -86,11 +142,9 @@ _EXPORTS: dict[str, str] = {
     "require_canonical": "schema",
     "require_columns": "schema",
     "select_as_of": "schema",
-    # settings
     "Settings": "settings",
     "get_settings": "settings",
     "shared_data_dir": "settings",
-    # data
     "load_prices": "loaders",
     "adjust_prices": "corporate_actions",
     "adjustment_factors": "corporate_actions",
@@ -101,7 +155,6 @@ _EXPORTS: dict[str, str] = {
     "demo_universe": "synthetic",
     "noise_universe": "synthetic",
     "synthetic_market": "synthetic",
-    # features and labels
     "DEFAULT_FEATURES": "features",
     "FEATURE_PATTERNS": "features",
     "compute_features": "features",
@@ -111,13 +164,11 @@ _EXPORTS: dict[str, str] = {
     "LabelSpec": "labels",
     "forward_return": "labels",
     "make_labels": "labels",
-    # cross-validation
     "CombinatorialPurgedCV": "purged_cv",
     "FoldInfo": "purged_cv",
     "PurgedKFold": "purged_cv",
     "PurgedWalkForward": "purged_cv",
     "purge_mask": "purged_cv",
-    # models and training
     "Dataset": "dataset",
     "make_dataset": "dataset",
     "ModelSpec": "models",
@@ -126,11 +177,59 @@ _EXPORTS: dict[str, str] = {
     "train_cv": "training",
     "ICStats": "training_report",
     "TrainingReport": "training_report",
-    # studies
     "SignalStudy": "study",
     "StudyConfig": "study",
     "StudyResult": "study",
     "run_walk_forward_study": "study",
+    "PerformanceSummary": "metrics",
+    "SampleMoments": "metrics",
+    "UndefinedMetricError": "metrics",
+    "alpha_beta": "metrics",
+    "annual_volatility": "metrics",
+    "cagr": "metrics",
+    "conditional_value_at_risk": "metrics",
+    "max_drawdown": "metrics",
+    "performance_summary": "metrics",
+    "sample_moments": "metrics",
+    "sharpe_ratio": "metrics",
+    "sortino_ratio": "metrics",
+    "value_at_risk": "metrics",
+    "FactorExposure": "factors",
+    "factor_exposures": "factors",
+    "load_fama_french": "factors",
+    "DSRResult": "sharpe_inference",
+    "MinTRLResult": "sharpe_inference",
+    "PSRResult": "sharpe_inference",
+    "deflated_sharpe_ratio": "sharpe_inference",
+    "effective_number_of_trials": "sharpe_inference",
+    "expected_max_sharpe": "sharpe_inference",
+    "min_track_record_length": "sharpe_inference",
+    "probabilistic_sharpe_ratio": "sharpe_inference",
+    "PBOResult": "overfitting",
+    "probability_of_backtest_overfitting": "overfitting",
+    "FDRResult": "multiple_testing",
+    "SharpeIntervalResult": "multiple_testing",
+    "SuperiorityTestResult": "multiple_testing",
+    "benjamini_hochberg": "multiple_testing",
+    "reality_check": "multiple_testing",
+    "sharpe_confidence_interval": "multiple_testing",
+    "spa_test": "multiple_testing",
+    "TrialBudgetExceededError": "trials",
+    "TrialRecord": "trials",
+    "TrialRegistry": "trials",
+    "TrialStats": "trials",
+    "HoldoutAlreadyEvaluatedError": "research_context",
+    "HoldoutEvaluation": "research_context",
+    "HoldoutViolationError": "research_context",
+    "ResearchContext": "research_context",
+    "active_context": "research_context",
+    "create_context": "research_context",
+    "evaluate_holdout": "research_context",
+    "get_context": "research_context",
+    "guard_holdout": "research_context",
+    "list_contexts": "research_context",
+    "outside_holdout": "research_context",
+    "use_context": "research_context",
 }
 
 __all__ = [
@@ -142,53 +241,102 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "CombinatorialPurgedCV",
     "ConfigError",
+    "DSRResult",
     "DataError",
     "Dataset",
+    "FDRResult",
+    "FactorExposure",
     "FoldInfo",
+    "HoldoutAlreadyEvaluatedError",
+    "HoldoutEvaluation",
+    "HoldoutViolationError",
     "ICStats",
     "InputError",
     "InsufficientDataError",
     "LabelSpec",
+    "MinTRLResult",
     "ModelSpec",
     "NotFittedError",
+    "PBOResult",
+    "PSRResult",
+    "PerformanceSummary",
     "PurgedKFold",
     "PurgedWalkForward",
     "QuantModel",
     "QuantdeskError",
     "QuantdeskRuntimeError",
+    "ResearchContext",
+    "SampleMoments",
     "SchemaError",
     "Settings",
+    "SharpeIntervalResult",
     "SignalStudy",
     "StudyConfig",
     "StudyResult",
+    "SuperiorityTestResult",
     "SyntheticMarket",
     "SyntheticMarketConfig",
     "TrainingReport",
     "TrainingResult",
+    "TrialBudgetExceededError",
+    "TrialRecord",
+    "TrialRegistry",
+    "TrialStats",
+    "UndefinedMetricError",
     "ValidationReport",
+    "active_context",
     "adjust_prices",
     "adjustment_factors",
+    "alpha_beta",
+    "annual_volatility",
+    "benjamini_hochberg",
+    "cagr",
     "canonical_schema",
     "coerce_as_of",
     "compute_features",
+    "conditional_value_at_risk",
+    "create_context",
+    "deflated_sharpe_ratio",
     "demo_universe",
+    "effective_number_of_trials",
+    "evaluate_holdout",
+    "expected_max_sharpe",
+    "factor_exposures",
     "feature_expressions",
     "forward_return",
+    "get_context",
     "get_settings",
+    "guard_holdout",
+    "list_contexts",
+    "load_fama_french",
     "load_prices",
     "make_dataset",
     "make_labels",
+    "max_drawdown",
+    "min_track_record_length",
     "noise_universe",
+    "outside_holdout",
+    "performance_summary",
     "price_column",
+    "probabilistic_sharpe_ratio",
+    "probability_of_backtest_overfitting",
     "purge_mask",
+    "reality_check",
     "require_canonical",
     "require_columns",
     "run_walk_forward_study",
+    "sample_moments",
     "select_as_of",
     "shared_data_dir",
+    "sharpe_confidence_interval",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "spa_test",
     "synthetic_market",
     "train_cv",
+    "use_context",
     "validate_prices",
+    "value_at_risk",
 ]
 
 
