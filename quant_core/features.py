@@ -58,6 +58,7 @@ import numpy as np
 import polars as pl
 
 from quantdesk.quant_core.errors import DataError, InputError
+from quantdesk.quant_core.research_context import guard_holdout
 from quantdesk.quant_core.schema import coerce_as_of, require_canonical, select_as_of
 
 __all__ = [
@@ -421,6 +422,7 @@ def compute_features(
             f"{frame['date'].min()}.",
             fix="pass a later as_of or load an earlier date range.",
         )
+    guard_holdout(cut, what="feature input prices")
     price = price_column(cut)
     require_positive_prices(cut, price)
     if any(d.family == "volz" for d in defs):

@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from quantdesk.quant_core.errors import DataError, InputError, InsufficientDataError
 from quantdesk.quant_core.features import price_column, require_positive_prices
+from quantdesk.quant_core.research_context import guard_holdout
 from quantdesk.quant_core.schema import coerce_as_of, require_canonical, select_as_of
 
 __all__ = [
@@ -194,6 +195,7 @@ def labels_from_spec(
             f"{frame['date'].min()}.",
             fix="pass a later as_of or load an earlier date range.",
         )
+    guard_holdout(cut, what="label input prices")
     price = price_column(cut)
     require_positive_prices(cut, price)
     _require_enough_sessions(cut, spec)

@@ -117,6 +117,15 @@ _MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             *_append_only("holdout_outcomes"),
         ),
     ),
+    (
+        "trial period length in sessions",
+        (
+            # A CV trial earns one return per h-session holding period; backtests one per
+            # session. Sharpes are pooled across trials in per-session units (see trials.py).
+            "ALTER TABLE trials ADD COLUMN period_sessions INTEGER NOT NULL DEFAULT 1 "
+            "CHECK (period_sessions >= 1)",
+        ),
+    ),
 )
 
 

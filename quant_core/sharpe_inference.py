@@ -249,7 +249,13 @@ def _finite(value: Any, name: str) -> float:
 
 
 def _sharpe_per_period(
-    value: Any, name: str, units: SharpeUnits, annualization: int, *, power: int = 1
+    value: Any,
+    name: str,
+    units: SharpeUnits,
+    annualization: int,
+    *,
+    power: int = 1,
+    check: bool = True,
 ) -> float:
     """Convert a Sharpe (power 1) or a variance of Sharpes (power 2) to per-period units."""
     x = _finite(value, name)
@@ -261,7 +267,7 @@ def _sharpe_per_period(
         )
     implied = math.sqrt(abs(x)) if power == 2 else abs(x)
     implied *= math.sqrt(annualization)
-    if implied > _MAX_PLAUSIBLE_ANNUAL_SHARPE:
+    if check and implied > _MAX_PLAUSIBLE_ANNUAL_SHARPE:
         what = "standard deviation of Sharpes" if power == 2 else "Sharpe ratio"
         raise InputError(
             f"{name}={x!r} is read per period, which implies an annualised {what} of "
@@ -293,6 +299,7 @@ def _resolve(
     units: SharpeUnits,
     annualization: int,
     need_n_obs: bool = True,
+    check: bool = True,
 ) -> _Moments:
     explicit = {"sr": sr, "n_obs": n_obs, "skew": skew, "kurtosis": kurtosis}
     if returns is not None:
@@ -322,7 +329,9 @@ def _resolve(
             fix="pass RAW kurtosis (normal = 3): raw = excess + 3.",
         )
     n = _check_n_obs(n_obs) if n_obs is not None else 0
-    return _Moments(_sharpe_per_period(sr, "sr", units, annualization), n, g3, g4, "moments")
+    return _Moments(
+        _sharpe_per_period(sr, "sr", units, annualization, check=check), n, g3, g4, "moments"
+    )
 
 
 def _sr_variance_factor(m: _Moments) -> float:
@@ -500,6 +509,8 @@ def _trial_variance(
     trial_sharpes: Any,
     units: SharpeUnits,
     annualization: int,
+    *,
+    check: bool = True,
 ) -> float | None:
     if var_trial_sharpes is not None and trial_sharpes is not None:
         raise InputError(
@@ -512,12 +523,16 @@ def _trial_variance(
             values = values / math.sqrt(annualization)
         else:
             _sharpe_per_period(
-                float(np.max(np.abs(values))), "max |trial_sharpes|", units, annualization
+                float(np.max(np.abs(values))),
+                "max |trial_sharpes|",
+                units,
+                annualization,
+                check=check,
             )
         return float(np.var(values, ddof=1))
     if var_trial_sharpes is not None:
         v = _sharpe_per_period(
-            var_trial_sharpes, "var_trial_sharpes", units, annualization, power=2
+            var_trial_sharpes, "var_trial_sharpes", units, annualization, power=2, check=check
         )
         if v < 0.0:
             raise InputError(
@@ -545,6 +560,7 @@ def deflated_sharpe_ratio(
     trial_sharpes: Any = None,
     annualization: int = PERIODS_PER_YEAR,
     sharpe_units: SharpeUnits = "per_period",
+    check_plausible: bool = True,
 ) -> DSRResult:
     """Deflated Sharpe ratio ``PSR(SR0)`` of the selected strategy (Bailey & LdP 2014).
 
@@ -564,6 +580,10 @@ def deflated_sharpe_ratio(
         sharpe_units: Units of every explicit Sharpe input (``sr``, ``var_trial_sharpes``,
             ``trial_sharpes``). Sharpes computed from ``returns`` are always per period.
 
+        check_plausible: Refuse explicit per-period Sharpes that imply an annualised Sharpe
+            above 10 (a units mistake, or a backtest too good to be true). Callers that
+            computed the moments from the returns themselves (the trial registry) pass False.
+
     Returns:
         A :class:`DSRResult`; ``result.passed()`` applies the 0.95 threshold.
 
@@ -573,8 +593,19 @@ def deflated_sharpe_ratio(
     """
     ann = _check_annualization(annualization)
     n = _check_n_trials(n_trials)
-    m = _resolve(returns, sr, n_obs, skew, kurtosis, units=sharpe_units, annualization=ann)
-    v = _trial_variance(n, var_trial_sharpes, trial_sharpes, sharpe_units, ann)
+    m = _resolve(
+        returns,
+        sr,
+        n_obs,
+        skew,
+        kurtosis,
+        units=sharpe_units,
+        annualization=ann,
+        check=check_plausible,
+    )
+    v = _trial_variance(
+        n, var_trial_sharpes, trial_sharpes, sharpe_units, ann, check=check_plausible
+    )
     sr0 = expected_max_sharpe(n, v) if v is not None else 0.0
     se = math.sqrt(_sr_variance_factor(m) / (m.n_obs - 1))
     z = (m.sr - sr0) / se

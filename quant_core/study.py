@@ -31,6 +31,7 @@ from quantdesk.quant_core.features import DEFAULT_FEATURES, compute_features
 from quantdesk.quant_core.labels import make_labels
 from quantdesk.quant_core.models import ModelSpec
 from quantdesk.quant_core.purged_cv import PurgedWalkForward
+from quantdesk.quant_core.research_context import guard_holdout
 from quantdesk.quant_core.schema import coerce_as_of, require_canonical, select_as_of
 from quantdesk.quant_core.training import TrainingResult, train_cv
 from quantdesk.quant_core.validation import ValidationReport, validate_prices
@@ -191,14 +192,27 @@ class StudyResult:
             "",
             f"Out-of-fold rank IC {model_ic.mean:+.4f} vs signal {sig.ic_mean:+.4f}: {verdict}.",
             "",
+            _trial_line(self.training),
+            "",
             self.training.report.to_markdown(heading_level=3),
             "",
-            "_Sharpe ratios are not reported here: every backtest becomes a counted trial and is "
-            "deflated by the number of trials (quant core II)._",
+            "_Every CV and backtest run is a counted trial: its Sharpe ratio is deflated by all "
+            "the trials of its research context (Bailey & López de Prado 2014)._",
         ]
         timing = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
         lines += ["", f"Timing: {timing}."]
         return "\n".join(lines)
+
+
+def _trial_line(training: TrainingResult) -> str:
+    if training.run is None:
+        return f"Not counted as a trial: {training.run_error}"
+    run = training.run
+    return (
+        f"Counted as {run.summary_line()}. The trial holds the model's out-of-fold top-minus-"
+        f"bottom quintile returns over non-overlapping {run.trial.period_sessions}-session "
+        "periods, before costs."
+    )
 
 
 def _validation_line(report: ValidationReport) -> str:
@@ -299,6 +313,7 @@ def run_walk_forward_study(prices: pl.DataFrame, config: StudyConfig | None = No
     tick = time.perf_counter()
     prices = select_as_of(prices, config.as_of)
     require_canonical(prices)
+    guard_holdout(prices, what="study prices")
     validation = validate_prices(prices)
     validation.raise_on_error()
     seconds["data"] = time.perf_counter() - tick

@@ -34,7 +34,8 @@ import numpy as np
 import polars as pl
 
 from quantdesk.quant_core.dataset import Dataset
-from quantdesk.quant_core.errors import InputError, QuantdeskRuntimeError
+from quantdesk.quant_core.errors import InputError, InsufficientDataError, QuantdeskRuntimeError
+from quantdesk.quant_core.metrics import UndefinedMetricError
 from quantdesk.quant_core.models import (
     ModelOutput,
     ModelSpec,
@@ -43,7 +44,14 @@ from quantdesk.quant_core.models import (
     infer_classes,
     proba_column_names,
 )
+from quantdesk.quant_core.research_context import guard_holdout
 from quantdesk.quant_core.training_report import TrainingReport, build_report
+from quantdesk.quant_core.trial_recording import (
+    RecordedRun,
+    holding_period,
+    oof_long_short_returns,
+    record_run,
+)
 
 __all__ = ["FoldResult", "Splitter", "Timings", "TrainingResult", "train_cv"]
 
@@ -159,6 +167,10 @@ class TrainingResult:
         final_model: Model refit on every row (``refit_final=True``), else ``None``.
         final_error: Why the final refit failed (``raise_on_failure=False``), else ``None``.
         timings: Seconds per phase.
+        run: The counted trial and its deflated Sharpe ratio (see
+            :mod:`~quantdesk.quant_core.trial_recording`), or ``None`` when the out-of-fold
+            predictions could not form a trial series (``run_error`` says why).
+        run_error: Why the run was not recorded as a trial, else ``None``.
     """
 
     report: TrainingReport
@@ -168,6 +180,8 @@ class TrainingResult:
     final_model: QuantModel | None
     final_error: str | None
     timings: Timings
+    run: RecordedRun | None = None
+    run_error: str | None = None
 
     @property
     def failed_folds(self) -> tuple[FoldResult, ...]:
@@ -228,6 +242,7 @@ def train_cv(
             fix="use e.g. max_permutation_rows=20_000, n_repeats=3, or "
             "permutation_importance=False.",
         )
+    guard_holdout(dataset.frame, what="training dataset")
     clock = perf_counter()
     X = dataset.X(dtype)
     y = dataset.y()
@@ -349,6 +364,7 @@ def train_cv(
         final_fit=t_final,
         total=perf_counter() - started,
     )
+    run, run_error = _record_cv_trial(dataset, spec, splitter, oof)
     return TrainingResult(
         report=dataclasses.replace(report, timings=timings.to_dict()),
         oof=oof,
@@ -357,7 +373,46 @@ def train_cv(
         final_model=final_model,
         final_error=final_error,
         timings=timings,
+        run=run,
+        run_error=run_error,
     )
+
+
+def _splitter_config(splitter: Splitter) -> dict[str, Any]:
+    params = {
+        key: value
+        for key, value in vars(splitter).items()
+        if not key.startswith("_") and isinstance(value, (int, float, str, bool, type(None)))
+    }
+    return {"class": type(splitter).__name__, **params}
+
+
+def _record_cv_trial(
+    dataset: Dataset, spec: ModelSpec, splitter: Splitter, oof: pl.DataFrame
+) -> tuple[RecordedRun | None, str | None]:
+    """Count this CV run as a trial (see :mod:`~quantdesk.quant_core.trial_recording`)."""
+    period = holding_period(dataset.frame)
+    try:
+        series = oof_long_short_returns(oof, period=period)
+        config = {
+            "model": spec.model_dump(mode="json"),
+            "splitter": _splitter_config(splitter),
+            "features": list(dataset.feature_names),
+            "label": dataset.label_name,
+            "holding_period": period,
+        }
+        run = record_run(
+            "cv",
+            series,
+            config=config,
+            data_hash=dataset.data_hash,
+            description=f"{spec.kind} {spec.task} CV on {len(dataset.feature_names)} features",
+            period_sessions=period,
+        )
+    except (InsufficientDataError, UndefinedMetricError) as exc:
+        # Too few names or constant out-of-fold returns: no Sharpe ratio exists to count.
+        return None, str(exc)
+    return run, None
 
 
 def _rows(X: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -212,6 +212,8 @@ class TrialRecord:
         last_date: Last return date.
         returns_path: Parquet file of the series (``date``, ``ret``).
         returns_sha256: SHA-256 of that file.
+        period_sessions: Sessions per return (1 for daily series; ``h`` for a series of
+            non-overlapping ``h``-session holding periods).
     """
 
     trial_id: str
@@ -234,6 +236,15 @@ class TrialRecord:
     last_date: date | None
     returns_path: Path
     returns_sha256: str
+    period_sessions: int = 1
+
+    @property
+    def sr_per_session(self) -> float:
+        """Sharpe ratio per session: ``sr_per_period / sqrt(period_sessions)``.
+
+        Trials with different period lengths are pooled in this unit (i.i.d. scaling).
+        """
+        return self.sr_per_period / math.sqrt(self.period_sessions)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -242,8 +253,8 @@ class TrialRecord:
 
     @property
     def sr_annualised(self) -> float:
-        """Annualised Sharpe ratio (``sr_per_period * sqrt(252)``)."""
-        return self.sr_per_period * math.sqrt(ANNUALIZATION)
+        """Annualised Sharpe ratio (``sr_per_session * sqrt(252)``)."""
+        return self.sr_per_session * math.sqrt(ANNUALIZATION)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dictionary."""
@@ -331,6 +342,7 @@ class TrialRegistry:
         data_hash: str | pl.DataFrame,
         description: str = "",
         column: str | None = None,
+        period_sessions: int = 1,
     ) -> TrialRecord:
         """Record one completed trial and return its row.
 
@@ -348,10 +360,12 @@ class TrialRegistry:
                 :func:`~quantdesk.quant_core.dataset.frame_hash`).
             description: Free text.
             column: Series to use in a frame with several.
+            period_sessions: Sessions covered by each return (1 for daily returns; ``h`` for
+                non-overlapping ``h``-session holding periods, as in a CV trial).
 
         Raises:
             InputError: unknown kind or context, bad config or data hash, zero-variance returns
-                (Sharpe undefined).
+                (Sharpe undefined), ``period_sessions`` not a positive integer.
             DataError: NaN/inf/null returns, unsorted or duplicated dates.
             InsufficientDataError: fewer than two returns.
             HoldoutViolationError: dated returns inside the context's holdout window outside
@@ -364,6 +378,15 @@ class TrialRegistry:
             raise InputError(f"Trial kind {kind!r} is unknown.", fix=f"use one of {TRIAL_KINDS}.")
         if not isinstance(description, str):
             raise InputError("description must be a string.", fix="pass text or omit it.")
+        if (
+            isinstance(period_sessions, bool)
+            or not isinstance(period_sessions, int)
+            or period_sessions < 1
+        ):
+            raise InputError(
+                f"period_sessions={period_sessions!r} is not a positive integer.",
+                fix="pass 1 for daily returns or the holding period in sessions.",
+            )
         if isinstance(data_hash, pl.DataFrame):
             data_hash = frame_hash(data_hash)
         if not isinstance(data_hash, str) or not data_hash.strip() or len(data_hash) > 256:
@@ -413,9 +436,9 @@ class TrialRegistry:
                     "INSERT INTO trials (id, context_id, kind, created_at, description, "
                     "config_hash, config_json, data_hash, code_version, n_obs, mean, std, "
                     "sr_per_period, skew, kurtosis, first_date, last_date, returns_path, "
-                    "returns_sha256, number) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "?, ?, ?, ?, ?)",
-                    (*row, number),
+                    "returns_sha256, number, period_sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, number, period_sessions),
                 )
         except BaseException:
             target.unlink(missing_ok=True)  # the row was not written: leave no orphan file
@@ -446,6 +469,7 @@ class TrialRegistry:
             last_date=None if row["last_date"] is None else date.fromisoformat(row["last_date"]),
             returns_path=self.path.parent / row["returns_path"],
             returns_sha256=row["returns_sha256"],
+            period_sessions=row["period_sessions"],
         )
 
     def get(self, trial_id: str) -> TrialRecord:
@@ -571,7 +595,7 @@ class TrialRegistry:
         return _stats(
             ctx.id,
             kind,
-            {r.trial_id: r.sr_per_period for r in records},
+            {r.trial_id: r.sr_per_session for r in records},
             series,
             method,
             min_correlation,
@@ -588,6 +612,7 @@ class TrialRegistry:
         method: EffectiveMethod = "count",
         min_correlation: float = 0.9,
         min_overlap: int = 60,
+        period_sessions: int = 1,
     ) -> DSRResult:
         """Deflated Sharpe ratio of one trial, with N and V taken from the context's trials.
 
@@ -604,10 +629,12 @@ class TrialRegistry:
                 effective-trials method (see :meth:`sharpe_stats`).
             min_correlation: Threshold of the ``"clusters"`` method.
             min_overlap: See :meth:`sharpe_stats`.
+            period_sessions: Sessions per return of the candidate ``returns``.
 
         Returns:
-            :class:`~quantdesk.quant_core.sharpe_inference.DSRResult` (per-period Sharpes, raw
-            kurtosis, the N and V used).
+            :class:`~quantdesk.quant_core.sharpe_inference.DSRResult` in per-session units
+            (a trial of ``h``-session periods enters with ``SR / sqrt(h)`` over ``n * h``
+            sessions, which leaves its PSR statistic unchanged), raw kurtosis, the N and V used.
 
         Raises:
             InputError: both or neither of ``trial`` and ``returns``; a trial of another
@@ -625,7 +652,7 @@ class TrialRegistry:
         ctx = resolve_context(context, path=self.path)
         records = self.trials(ctx, kind=kind)
         series = [] if method == "count" else [self.returns(r) for r in records]
-        sharpes = {r.trial_id: r.sr_per_period for r in records}
+        sharpes = {r.trial_id: r.sr_per_session for r in records}
         if trial is not None:
             rec = trial if isinstance(trial, TrialRecord) else self.get(trial)
             if rec.trial_id not in {r.trial_id for r in records}:
@@ -635,21 +662,25 @@ class TrialRegistry:
                     fix="deflate a trial within its own context (and kind).",
                 )
             sr, n_obs, skew, kurt = rec.sr_per_period, rec.n_obs, rec.skew, rec.kurtosis
+            period = rec.period_sessions
         else:
             values = as_returns(returns, what="candidate returns", min_obs=2)
             m = sample_moments(values)
             sr, n_obs, skew, kurt = m.sharpe, m.n_obs, m.skew, m.kurtosis
-            sharpes["candidate"] = m.sharpe
+            period = period_sessions
+            sharpes["candidate"] = m.sharpe / math.sqrt(period)
             if method != "count":
                 series.append(_series_frame(_return_dates(returns), values))
         stats = _stats(ctx.id, kind, sharpes, series, method, min_correlation, min_overlap)
         return deflated_sharpe_ratio(
-            sr=sr,
-            n_obs=n_obs,
+            sr=sr / math.sqrt(period),
+            n_obs=n_obs * period,
             skew=skew,
             kurtosis=kurt,
             n_trials=stats.n_effective,
             var_trial_sharpes=stats.var_trial_sharpes if stats.n_trials > 1 else None,
+            # the moments were computed here from the stored series: the units are known
+            check_plausible=False,
         )
 
     # -- the trial budget ----------------------------------------------------------------

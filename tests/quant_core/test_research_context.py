@@ -19,6 +19,7 @@ from polars.testing import assert_frame_equal
 
 from quantdesk.quant_core.errors import InputError, QuantdeskRuntimeError, SchemaError
 from quantdesk.quant_core.research_context import (
+    _MIGRATIONS,
     DEFAULT_TRIAL_BUDGET,
     HoldoutAlreadyEvaluatedError,
     HoldoutEvaluationFailedError,
@@ -154,7 +155,7 @@ def test_migrations_are_recorded_once_and_newer_schemas_refused() -> None:
         connect_registry().close()
     with sqlite3.connect(registry_path()) as conn:
         rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
-        assert [v for v, _ in rows] == [1]
+        assert [v for v, _ in rows] == list(range(1, len(_MIGRATIONS) + 1))
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'now')")
     with pytest.raises(QuantdeskRuntimeError, match="schema version 99"):

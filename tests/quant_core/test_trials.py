@@ -35,6 +35,7 @@ from quantdesk.quant_core.errors import (
     SchemaError,
 )
 from quantdesk.quant_core.research_context import (
+    _MIGRATIONS,
     HoldoutViolationError,
     ResearchContext,
     create_context,
@@ -492,4 +493,7 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     files = sorted(p.name for p in registry.folder.iterdir())
     assert files == sorted(f"{r.trial_id}.parquet" for r in records)  # no temp files left
     with sqlite3.connect(registry.path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == 1
+        # every migration applied exactly once despite four processes opening the registry
+        assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(
+            _MIGRATIONS
+        )
