@@ -18,6 +18,7 @@ from quantdesk import __version__
 from quantdesk.cli.data_commands import data_app
 from quantdesk.cli.demo_command import demo
 from quantdesk.cli.model_commands import model_app
+from quantdesk.cli.research_commands import context_app, report_command, trials_app
 from quantdesk.quant_core.errors import InputError, QuantdeskError, QuantdeskRuntimeError
 
 __all__ = ["app", "main"]
@@ -55,6 +56,9 @@ def _root(
 
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+app.add_typer(context_app, name="context")
+app.add_typer(trials_app, name="trials")
+app.command("report")(report_command)
 app.command("demo")(demo)
 
 

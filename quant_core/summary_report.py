@@ -383,6 +383,11 @@ def _attempt(fn: Callable[[], _T]) -> tuple[_T | None, str | None]:
         return None, exc.message
 
 
+def _unit(perf: PerformanceSummary) -> str:
+    """Name of one return's period: daily series are in sessions, others in periods."""
+    return "sessions" if perf.periods == PERIODS_PER_YEAR else "periods"
+
+
 def _same_series(
     what: str, n_obs: int, sr: float, perf: PerformanceSummary, sr_here: float
 ) -> ReportLine | None:
@@ -407,14 +412,14 @@ def _headline(perf: PerformanceSummary, drag: Any) -> ReportSection:
 
     years = perf.n_obs / perf.periods
     rows = [
-        ("Period", f"{perf.start} to {perf.end}, {perf.n_obs} sessions ({years:.1f} years)"),
+        ("Period", f"{perf.start} to {perf.end}, {perf.n_obs} {_unit(perf)} ({years:.1f} years)"),
         ("Total return", _pct(perf.total_return)),
         ("CAGR", _pct(perf.cagr)),
         ("Annual volatility", _pct(perf.annual_volatility)),
         ("Sharpe (annualised)", _ratio(perf.sharpe)),
         ("Sortino", opt(perf.sortino, _ratio, "sortino")),
         ("Max drawdown", _pct(perf.max_drawdown)),
-        ("Max drawdown duration", f"{perf.max_drawdown_duration} sessions"),
+        ("Max drawdown duration", f"{perf.max_drawdown_duration} {_unit(perf)}"),
         ("Calmar", opt(perf.calmar, _ratio, "calmar")),
         ("Hit rate", opt(perf.hit_rate, _pct, "hit_rate")),
         (
@@ -427,8 +432,8 @@ def _headline(perf: PerformanceSummary, drag: Any) -> ReportSection:
             "Cost drag (gross - net, annualised)",
             "not available (no gross or cost_* columns)" if cost_drag is None else _pct(cost_drag),
         ),
-        ("VaR 95% (1 day)", _pct(perf.var_95)),
-        ("CVaR 95% (1 day)", _pct(perf.cvar_95)),
+        (f"VaR 95% (1 {_unit(perf)[:-1]})", _pct(perf.var_95)),
+        (f"CVaR 95% (1 {_unit(perf)[:-1]})", _pct(perf.cvar_95)),
         ("Skew / kurtosis (raw, normal = 3)", f"{perf.skew:.2f} / {perf.kurtosis:.2f}"),
     ]
     if perf.alpha is not None and perf.beta is not None:
@@ -532,8 +537,8 @@ def _trl_line(
         return ReportLine(f"{label}: undefined ({(reason or '').rstrip('.')}).")
     enough = "long enough" if result.min_obs <= perf.n_obs else "too short"
     return ReportLine(
-        f"{label}: {result.min_obs:,.0f} sessions ({result.min_years:.1f} years) vs a track "
-        f"record of {perf.n_obs:,} sessions ({perf.n_obs / perf.periods:.1f} years): the "
+        f"{label}: {result.min_obs:,.0f} {_unit(perf)} ({result.min_years:.1f} years) vs a track "
+        f"record of {perf.n_obs:,} {_unit(perf)} ({perf.n_obs / perf.periods:.1f} years): the "
         f"record is {enough} to call the Sharpe above {against} at 95% confidence."
     )
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CONTEXT_NAME",
     "RecordedRun",
+    "dsr_in_period_units",
     "holding_period",
     "oof_long_short_returns",
     "record_run",
@@ -212,3 +213,29 @@ def record_run(
     )
     dsr = registry.deflated_sharpe(ctx, trial)
     return RecordedRun(trial, dsr, ctx)
+
+
+def dsr_in_period_units(dsr: DSRResult, period_sessions: int) -> DSRResult:
+    """Express a per-session DSR result in units of ``period_sessions``-session periods.
+
+    The registry pools Sharpe ratios per session; a report on a CV trial shows its own
+    ``h``-session returns. Scaling Sharpes by ``sqrt(h)``, variances by ``h`` and dividing the
+    observation count by ``h`` leaves the z-statistic, the DSR and the PSR unchanged.
+    """
+    import dataclasses
+    import math
+
+    if period_sessions == 1:
+        return dsr
+    root = math.sqrt(period_sessions)
+    return dataclasses.replace(
+        dsr,
+        sr=dsr.sr * root,
+        sr0=dsr.sr0 * root,
+        sr_std=dsr.sr_std * root,
+        n_obs=dsr.n_obs // period_sessions,
+        var_trial_sharpes=(
+            None if dsr.var_trial_sharpes is None else dsr.var_trial_sharpes * period_sessions
+        ),
+        annualization=max(1, round(dsr.annualization / period_sessions)),
+    )
