@@ -388,6 +388,10 @@ def _unit(perf: PerformanceSummary) -> str:
     return "sessions" if perf.periods == PERIODS_PER_YEAR else "periods"
 
 
+def _one(perf: PerformanceSummary) -> str:
+    return "day" if perf.periods == PERIODS_PER_YEAR else "period"
+
+
 def _same_series(
     what: str, n_obs: int, sr: float, perf: PerformanceSummary, sr_here: float
 ) -> ReportLine | None:
@@ -432,8 +436,8 @@ def _headline(perf: PerformanceSummary, drag: Any) -> ReportSection:
             "Cost drag (gross - net, annualised)",
             "not available (no gross or cost_* columns)" if cost_drag is None else _pct(cost_drag),
         ),
-        (f"VaR 95% (1 {_unit(perf)[:-1]})", _pct(perf.var_95)),
-        (f"CVaR 95% (1 {_unit(perf)[:-1]})", _pct(perf.cvar_95)),
+        (f"VaR 95% (1 {_one(perf)})", _pct(perf.var_95)),
+        (f"CVaR 95% (1 {_one(perf)})", _pct(perf.cvar_95)),
         ("Skew / kurtosis (raw, normal = 3)", f"{perf.skew:.2f} / {perf.kurtosis:.2f}"),
     ]
     if perf.alpha is not None and perf.beta is not None:
