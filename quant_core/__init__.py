@@ -12,7 +12,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from quantdesk.quant_core.backtest import (
+        BacktestConfig,
+        BacktestResult,
+        backtest_arrays,
+        backtest_signal,
+        run_backtest,
+    )
     from quantdesk.quant_core.corporate_actions import adjust_prices, adjustment_factors
+    from quantdesk.quant_core.costs import CostModel
     from quantdesk.quant_core.dataset import Dataset, make_dataset
     from quantdesk.quant_core.errors import (
         ConfigError,
@@ -60,6 +68,7 @@ if TYPE_CHECKING:
         spa_test,
     )
     from quantdesk.quant_core.overfitting import PBOResult, probability_of_backtest_overfitting
+    from quantdesk.quant_core.portfolio import WeightSpec, rebalance_mask, scores_to_weights
     from quantdesk.quant_core.purged_cv import (
         CombinatorialPurgedCV,
         FoldInfo,
@@ -108,6 +117,11 @@ if TYPE_CHECKING:
         StudyResult,
         run_walk_forward_study,
     )
+    from quantdesk.quant_core.summary_report import (
+        BacktestReportInputs,
+        build_backtest_report,
+        markdown_summary,
+    )
     from quantdesk.quant_core.synthetic import (
         SyntheticMarket,
         SyntheticMarketConfig,
@@ -115,8 +129,10 @@ if TYPE_CHECKING:
         noise_universe,
         synthetic_market,
     )
+    from quantdesk.quant_core.tearsheet import html_tearsheet
     from quantdesk.quant_core.training import TrainingResult, train_cv
     from quantdesk.quant_core.training_report import ICStats, TrainingReport
+    from quantdesk.quant_core.trial_recording import RecordedRun, record_run
     from quantdesk.quant_core.trials import (
         TrialBudgetExceededError,
         TrialRecord,
@@ -230,6 +246,21 @@ _EXPORTS: dict[str, str] = {
     "list_contexts": "research_context",
     "outside_holdout": "research_context",
     "use_context": "research_context",
+    "BacktestConfig": "backtest",
+    "BacktestResult": "backtest",
+    "backtest_arrays": "backtest",
+    "backtest_signal": "backtest",
+    "run_backtest": "backtest",
+    "CostModel": "costs",
+    "WeightSpec": "portfolio",
+    "rebalance_mask": "portfolio",
+    "scores_to_weights": "portfolio",
+    "BacktestReportInputs": "summary_report",
+    "build_backtest_report": "summary_report",
+    "markdown_summary": "summary_report",
+    "html_tearsheet": "tearsheet",
+    "RecordedRun": "trial_recording",
+    "record_run": "trial_recording",
 }
 
 __all__ = [
@@ -239,8 +270,12 @@ __all__ = [
     "OPTIONAL_COLUMNS",
     "PRICE_COLUMNS",
     "REQUIRED_COLUMNS",
+    "BacktestConfig",
+    "BacktestReportInputs",
+    "BacktestResult",
     "CombinatorialPurgedCV",
     "ConfigError",
+    "CostModel",
     "DSRResult",
     "DataError",
     "Dataset",
@@ -265,6 +300,7 @@ __all__ = [
     "QuantModel",
     "QuantdeskError",
     "QuantdeskRuntimeError",
+    "RecordedRun",
     "ResearchContext",
     "SampleMoments",
     "SchemaError",
@@ -284,12 +320,16 @@ __all__ = [
     "TrialStats",
     "UndefinedMetricError",
     "ValidationReport",
+    "WeightSpec",
     "active_context",
     "adjust_prices",
     "adjustment_factors",
     "alpha_beta",
     "annual_volatility",
+    "backtest_arrays",
+    "backtest_signal",
     "benjamini_hochberg",
+    "build_backtest_report",
     "cagr",
     "canonical_schema",
     "coerce_as_of",
@@ -307,11 +347,13 @@ __all__ = [
     "get_context",
     "get_settings",
     "guard_holdout",
+    "html_tearsheet",
     "list_contexts",
     "load_fama_french",
     "load_prices",
     "make_dataset",
     "make_labels",
+    "markdown_summary",
     "max_drawdown",
     "min_track_record_length",
     "noise_universe",
@@ -322,10 +364,14 @@ __all__ = [
     "probability_of_backtest_overfitting",
     "purge_mask",
     "reality_check",
+    "rebalance_mask",
+    "record_run",
     "require_canonical",
     "require_columns",
+    "run_backtest",
     "run_walk_forward_study",
     "sample_moments",
+    "scores_to_weights",
     "select_as_of",
     "shared_data_dir",
     "sharpe_confidence_interval",

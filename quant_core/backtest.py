@@ -40,11 +40,12 @@ held name are forward-filled (it earns 0 over the gap).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -78,6 +79,9 @@ from quantdesk.quant_core.portfolio import (
     scores_to_weights,
 )
 from quantdesk.quant_core.schema import require_canonical, require_columns
+
+if TYPE_CHECKING:
+    from quantdesk.quant_core.trial_recording import RecordedRun
 
 __all__ = [
     "ArrayBacktest",
@@ -513,6 +517,9 @@ class BacktestResult:
         annual_turnover: Mean daily turnover times 252.
         cost_totals: Sum of each daily cost column (``commission`` ... ``borrow``).
         notes: What the engine adjusted (also raised as :class:`BacktestWarning`).
+        run: The counted trial (net returns) and its deflated Sharpe ratio; ``None`` only when
+            the net returns have no variance (``run_error`` says so).
+        run_error: Why the run was not recorded as a trial, else ``None``.
     """
 
     returns: pl.DataFrame
@@ -528,6 +535,8 @@ class BacktestResult:
     annual_turnover: float
     cost_totals: dict[str, float]
     notes: tuple[str, ...] = ()
+    run: RecordedRun | None = None
+    run_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary fields and the configuration (not the frames) as plain data."""
@@ -543,6 +552,8 @@ class BacktestResult:
             "annual_turnover": self.annual_turnover,
             "cost_totals": dict(self.cost_totals),
             "notes": list(self.notes),
+            "trial_id": None if self.run is None else self.run.trial.trial_id,
+            "dsr": None if self.run is None else self.run.dsr.dsr,
         }
 
 
@@ -608,7 +619,39 @@ def run_backtest(
         dates=panel.labels.dates,
         symbols=panel.symbols,
     )
-    return _frames(result, panel, cfg, price)
+    out = _frames(result, panel, cfg, price)
+    return _record_backtest_trial(out, prices, frame, price)
+
+
+def _record_backtest_trial(
+    result: BacktestResult, prices: pl.DataFrame, weights: pl.DataFrame, price: str
+) -> BacktestResult:
+    """Count the backtest as a trial of the run context (see ``trial_recording``)."""
+    from quantdesk.quant_core.dataset import frame_hash
+    from quantdesk.quant_core.metrics import UndefinedMetricError
+    from quantdesk.quant_core.trial_recording import record_run
+
+    data_hash = frame_hash(
+        pl.concat(
+            [
+                prices.select("date", "symbol", pl.col(price).alias("value")),
+                weights.select("date", "symbol", pl.col("weight").alias("value")),
+            ]
+        )
+    )
+    try:
+        run = record_run(
+            "backtest",
+            result.returns.select("date", "net"),
+            config=result.config.model_dump(mode="json"),
+            data_hash=data_hash,
+            description=f"{result.config.rebalance} rebalance, {result.config.execution}, "
+            f"{weights['symbol'].n_unique()} names",
+        )
+    except (UndefinedMetricError, InsufficientDataError) as exc:
+        # constant or too short net returns: there is no Sharpe ratio to count
+        return dataclasses.replace(result, run_error=str(exc))
+    return dataclasses.replace(result, run=run)
 
 
 def backtest_signal(

@@ -143,3 +143,28 @@ def test_entry_points_refuse_holdout_data_until_it_is_evaluated(market: pl.DataF
             ctx, "final momentum hypothesis", lambda: compute_features(market, FEATURES).height
         )
         assert evaluation.result == market.height
+
+
+def test_backtest_is_a_counted_trial_and_a_refused_one_is_not(market: pl.DataFrame) -> None:
+    from quantdesk.quant_core import backtest_signal
+    from quantdesk.quant_core.errors import ConfigError
+
+    scores = compute_features(market, ["mom_63_5"], cross_sectional=None).rename(
+        {"mom_63_5": "score"}
+    )
+    ctx = create_context("bt")
+    with use_context(ctx):
+        result = backtest_signal(market, scores.drop_nulls(), config={"rebalance": "weekly"})
+        with pytest.raises(ConfigError, match="gross_study"):
+            backtest_signal(
+                market,
+                scores.drop_nulls(),
+                config={"costs": {"commission_bps": 0, "half_spread_bps": 0, "slippage_bps": 0}},
+            )
+    assert result.run is not None, result.run_error
+    assert result.run.trial.kind == "backtest"
+    assert result.run.trial.period_sessions == 1
+    assert result.to_dict()["trial_id"] == result.run.trial.trial_id
+    assert TrialRegistry().count(ctx) == 1
+    stored = TrialRegistry().returns(result.run.trial)
+    assert stored["ret"].to_list() == result.returns["net"].to_list()
