@@ -15,6 +15,7 @@ import click
 import typer
 
 from quantdesk import __version__
+from quantdesk.cli.backtest_command import backtest_command
 from quantdesk.cli.data_commands import data_app
 from quantdesk.cli.demo_command import demo
 from quantdesk.cli.model_commands import model_app
@@ -58,6 +59,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(context_app, name="context")
 app.add_typer(trials_app, name="trials")
+app.command("backtest")(backtest_command)
 app.command("report")(report_command)
 app.command("demo")(demo)
 

@@ -56,11 +56,23 @@ def shared_data_dir(path: Path | str | None = None) -> Path | None:
     """Locate the shared real-data folder, or return ``None`` when it is absent.
 
     Args:
-        path: Explicit location; otherwise ``QUANTDESK_SHARED_DATA`` or ``../shared/data``.
+        path: Explicit location. Otherwise ``QUANTDESK_SHARED_DATA`` (or ``.env``); otherwise
+            ``../shared/data`` from the working directory, then ``shared/data`` beside the
+            repository of an editable install.
 
     Returns:
         The resolved folder when it exists, else ``None`` (callers skip with a reason).
     """
-    folder = Path(path) if path is not None else get_settings().shared_data
-    folder = folder.expanduser().resolve()
-    return folder if folder.is_dir() else None
+    if path is not None:
+        candidates = [Path(path)]
+    else:
+        settings = get_settings()
+        candidates = [settings.shared_data]
+        if "shared_data" not in settings.model_fields_set:
+            package_root = Path(__file__).resolve().parents[1]
+            candidates.append(package_root.parent / "shared" / "data")
+    for candidate in candidates:
+        folder = candidate.expanduser().resolve()
+        if folder.is_dir():
+            return folder
+    return None
