@@ -49,3 +49,45 @@ def test_python_example_runs(shared_data: Path) -> None:
         exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["result"].run is not None
     assert namespace["bt"].run.context.name == "momentum-2019"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_shell_examples_run(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    block = re.search(r"```bash\n(.*?)```", _section("Using it"), flags=re.S)
+    assert block
+    text = block.group(1).replace("\\\n", " ")
+    commands = [
+        line.split("#")[0].strip()
+        for line in text.splitlines()
+        if line.strip().startswith("quantdesk ")
+    ]
+    assert len(commands) >= 10
+    exe = str(Path(sys.executable).with_name("quantdesk"))
+    monkeypatch.chdir(tmp_path)
+    trial_id = None
+    for command in commands:
+        command = command.replace("../shared/data", shared_data.as_posix())
+        if "TRIAL_ID" in command:
+            assert trial_id, "no trial was listed before the report command"
+            command = command.replace("TRIAL_ID", trial_id)
+        argv = shlex.split(command)
+        result = subprocess.run(
+            [exe, *argv[1:]], capture_output=True, text=True, check=False, timeout=600
+        )
+        assert result.returncode in (0, 1), f"{command}\n{result.stderr[-2000:]}"
+        if argv[1] == "data" and argv[2] == "validate":
+            assert result.returncode == 1  # the Alpha Vantage file has real vendor glitches
+        else:
+            assert result.returncode == 0, f"{command}\n{result.stderr[-2000:]}"
+        if argv[1:3] == ["trials", "list"]:
+            found = re.search(r"\| \d+ \| ([0-9a-f]{16}) \|", result.stdout)
+            trial_id = found.group(1) if found else None
+    assert (tmp_path / "momentum.html").exists()
+    assert (tmp_path / "trial.html").exists()
