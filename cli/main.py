@@ -20,6 +20,7 @@ from quantdesk.cli.data_commands import data_app
 from quantdesk.cli.demo_command import demo
 from quantdesk.cli.model_commands import model_app
 from quantdesk.cli.research_commands import context_app, report_command, trials_app
+from quantdesk.cli.tool_commands import mcp_command, skill_app, tool_app
 from quantdesk.quant_core.errors import InputError, QuantdeskError, QuantdeskRuntimeError
 
 __all__ = ["app", "main"]
@@ -59,6 +60,9 @@ app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(context_app, name="context")
 app.add_typer(trials_app, name="trials")
+app.add_typer(tool_app, name="tool")
+app.add_typer(skill_app, name="skill")
+app.command("mcp")(mcp_command)
 app.command("backtest")(backtest_command)
 app.command("report")(report_command)
 app.command("demo")(demo)
