@@ -198,14 +198,16 @@ def labels_from_spec(
     guard_holdout(cut, what="label input prices")
     price = price_column(cut)
     require_positive_prices(cut, price)
-    _require_enough_sessions(cut, spec)
+    # Rows are sorted by (symbol, date), so each symbol is one run of rows.
+    lengths = cut["symbol"].rle().struct.field("len").to_numpy().astype(np.int64)
+    _require_enough_sessions(lengths, spec)
     if spec.kind == "triple_barrier":
         return _triple_barrier(cut, price, spec)
-    return _fixed_horizon(cut, price, spec)
+    return _fixed_horizon(cut, price, spec, lengths)
 
 
-def _require_enough_sessions(frame: pl.DataFrame, spec: LabelSpec) -> None:
-    longest = frame.group_by("symbol").len()["len"].max()
+def _require_enough_sessions(lengths: np.ndarray, spec: LabelSpec) -> None:
+    longest = int(lengths.max())
     needed = spec.horizon + 1 + (spec.vol_window if spec.uses_volatility else 0)
     if longest < needed:
         max_h = longest - 1 - (needed - spec.horizon - 1)
@@ -219,41 +221,44 @@ def _require_enough_sessions(frame: pl.DataFrame, spec: LabelSpec) -> None:
         )
 
 
-def _fixed_horizon(frame: pl.DataFrame, price: str, spec: LabelSpec) -> pl.DataFrame:
+def _fixed_horizon(
+    frame: pl.DataFrame, price: str, spec: LabelSpec, lengths: np.ndarray
+) -> pl.DataFrame:
     h = spec.horizon
-    p = pl.col(price)
-    ret = p.shift(-h).over("symbol") / p - 1.0
-    sigma = trailing_volatility(price, spec.vol_window)
-    # Threshold per row: vol-scaled ones are only defined once sigma_t is (and non-zero).
-    thr = pl.lit(spec.threshold)
+    # Row i + h is the same symbol h sessions later unless i is among the last h rows of its
+    # symbol; those rows have no full horizon and are dropped. Marking them takes h small
+    # scatters, far cheaper than a per-symbol shift over every row.
+    keep = np.ones(frame.height, dtype=bool)
+    ends = np.cumsum(lengths)
+    for k in range(1, h + 1):
+        keep[(ends - k)[lengths >= k]] = False
+    p = frame[price].to_numpy()
     if spec.vol_scaled and spec.kind != "forward_return":
-        thr = pl.when(sigma > 0.0).then(spec.threshold * sigma * math.sqrt(h))
-    if spec.kind == "forward_return":
-        label = pl.col("ret")
-    elif spec.kind == "binary":
-        label = (pl.col("ret") > pl.col("_thr")).cast(pl.Int64)
+        # Vol-scaled thresholds exist only once sigma_t is defined (and non-zero).
+        sigma = frame.select(trailing_volatility(price, spec.vol_window)).to_series().to_numpy()
+        with np.errstate(invalid="ignore"):
+            keep &= sigma > 0.0
+        rows = np.flatnonzero(keep)
+        thr: np.ndarray | float = spec.threshold * sigma[rows] * math.sqrt(h)
     else:
-        label = (
-            pl.when(pl.col("ret") > pl.col("_thr"))
-            .then(1)
-            .when(pl.col("ret") < -pl.col("_thr"))
-            .then(-1)
-            .otherwise(0)
-            .cast(pl.Int64)
-        )
+        rows = np.flatnonzero(keep)
+        thr = spec.threshold
+    ret = p[rows + h] / p[rows] - 1.0
+    if spec.kind == "forward_return":
+        label = pl.Series("label", ret)
+    elif spec.kind == "binary":
+        label = pl.Series("label", (ret > thr).astype(np.int64))
+    else:
+        label = pl.Series("label", np.where(ret > thr, 1, np.where(ret < -thr, -1, 0)), pl.Int64)
     return (
-        frame.lazy()
-        .select(
-            "date",
-            "symbol",
+        frame.select("date", "symbol")
+        .filter(pl.Series(keep))
+        .with_columns(
             pl.col("date").alias("t0"),
-            pl.col("date").shift(-h).over("symbol").alias("t1"),
-            ret.alias("ret"),
-            thr.alias("_thr"),
+            frame["date"].gather(rows + h).alias("t1"),
+            label,
+            pl.Series("ret", ret),
         )
-        .filter(pl.col("t1").is_not_null() & pl.col("_thr").is_not_null())
-        .select("date", "symbol", "t0", "t1", label.alias("label"), "ret")
-        .collect()
     )
 
 
