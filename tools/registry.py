@@ -1,0 +1,173 @@
+"""The one tool registry read by the agents, the CLI and the MCP server.
+
+Each tool is a typed function ``fn(inputs: <Input>, run: ToolRun) -> <Output>`` registered
+with :func:`tool`, which records its name, description, input and output models, the
+guardrails it enforces, whether it records a trial, and an example request. JSON schemas are
+generated from the pydantic models: :func:`tool_schema` gives the request schema and the
+schema of the envelope around the result.
+
+Importing the registry loads the tool modules, which import only pydantic and the tool
+layer's own light modules; polars, numpy, LightGBM and scikit-learn are imported inside the
+tool functions, when a tool runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from quantdesk.tools.envelope import Envelope, ToolModel
+from quantdesk.tools.guardrails import GUARDRAILS, ToolRun
+from quantdesk.tools.inputs import ToolInput
+
+__all__ = ["ToolSpec", "get_tool", "list_tools", "tool", "tool_names", "tool_schema"]
+
+InputT = TypeVar("InputT", bound=ToolInput)
+OutputT = TypeVar("OutputT", bound=ToolModel)
+ToolFunction = Callable[[Any, ToolRun], Any]
+
+# Modules whose import registers tools, in the order tools are listed.
+_TOOL_MODULES = (
+    "quantdesk.tools.data_tools",
+    "quantdesk.tools.feature_tools",
+    "quantdesk.tools.cv_tools",
+    "quantdesk.tools.backtest_tools",
+    "quantdesk.tools.holdout_tools",
+    "quantdesk.tools.inference_tools",
+    "quantdesk.tools.risk_tools",
+    "quantdesk.tools.trial_tools",
+)
+_REGISTRY: dict[str, ToolSpec] = {}
+_loaded = False
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A registered tool.
+
+    Attributes:
+        name: Tool name (``snake_case``), unique.
+        summary: One line: what the tool does.
+        description: When to use it and what it guarantees (for a model choosing tools).
+        input_model: Pydantic request model (strict, ``extra="forbid"``).
+        output_model: Pydantic result model.
+        function: ``fn(inputs, run) -> output``.
+        guardrails: Guardrails the tool enforces (names from ``GUARDRAILS``).
+        records_trial: Whether a successful call records a trial in the registry.
+        reads_data: Whether the tool reads dated price data (then ``as_of`` is required).
+        example: A valid example request.
+    """
+
+    name: str
+    summary: str
+    description: str
+    input_model: type[ToolInput]
+    output_model: type[ToolModel]
+    function: ToolFunction = field(repr=False)
+    guardrails: tuple[str, ...] = ()
+    records_trial: bool = False
+    reads_data: bool = True
+    example: dict[str, Any] = field(default_factory=dict)
+
+    def input_schema(self) -> dict[str, Any]:
+        """JSON schema of the request."""
+        return self.input_model.model_json_schema()
+
+    def output_schema(self) -> dict[str, Any]:
+        """JSON schema of the envelope whose ``result`` is this tool's output."""
+        return Envelope[self.output_model].model_json_schema()  # type: ignore[name-defined]
+
+    def describe(self) -> dict[str, Any]:
+        """Name, summary, description, guardrails and flags as plain data (no schemas)."""
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "description": self.description,
+            "guardrails": list(self.guardrails),
+            "records_trial": self.records_trial,
+            "reads_data": self.reads_data,
+        }
+
+
+def tool(
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    input_model: type[InputT],
+    output_model: type[OutputT],
+    guardrails: tuple[str, ...] = (),
+    records_trial: bool = False,
+    reads_data: bool = True,
+    example: dict[str, Any] | None = None,
+) -> Callable[[Callable[[InputT, ToolRun], OutputT]], Callable[[InputT, ToolRun], OutputT]]:
+    """Register the decorated function as tool ``name``.
+
+    Raises:
+        ValueError: a duplicate name or an unknown guardrail (programming errors).
+    """
+    unknown = [g for g in guardrails if g not in GUARDRAILS]
+    if unknown:
+        raise ValueError(f"tool {name!r} names unknown guardrail(s) {unknown}")
+
+    def register(fn: Callable[[InputT, ToolRun], OutputT]) -> Callable[[InputT, ToolRun], OutputT]:
+        if name in _REGISTRY:
+            raise ValueError(f"tool {name!r} is registered twice")
+        _REGISTRY[name] = ToolSpec(
+            name=name,
+            summary=summary,
+            description=description,
+            input_model=input_model,
+            output_model=output_model,
+            function=fn,
+            guardrails=guardrails,
+            records_trial=records_trial,
+            reads_data=reads_data,
+            example=dict(example or {}),
+        )
+        return fn
+
+    return register
+
+
+def _load() -> dict[str, ToolSpec]:
+    global _loaded
+    if not _loaded:
+        for module in _TOOL_MODULES:
+            importlib.import_module(module)
+        _loaded = True
+    return _REGISTRY
+
+
+def list_tools() -> list[ToolSpec]:
+    """Return every registered tool, in a stable order (data, features, CV, ...)."""
+    return list(_load().values())
+
+
+def tool_names() -> list[str]:
+    """Return the names of the registered tools."""
+    return list(_load())
+
+
+def get_tool(name: str) -> ToolSpec | None:
+    """Return the tool called ``name``, or ``None``."""
+    return _load().get(name) if isinstance(name, str) else None
+
+
+def tool_schema(name: str) -> dict[str, Any]:
+    """Return ``{"name", "summary", "description", "guardrails", "input", "output", "example"}``.
+
+    Raises:
+        KeyError: no tool of that name (the message lists the known ones).
+    """
+    spec = get_tool(name)
+    if spec is None:
+        raise KeyError(f"unknown tool {name!r}; known tools: {tool_names()}")
+    return {
+        **spec.describe(),
+        "input": spec.input_schema(),
+        "output": spec.output_schema(),
+        "example": spec.example,
+    }
