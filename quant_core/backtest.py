@@ -340,24 +340,32 @@ def _holding_dots(
     targets: np.ndarray,
     price_k: np.ndarray,
     mark: np.ndarray,
-    rows: np.ndarray,
+    first: int,
     segment: np.ndarray,
-    has_shorts: bool,
+    hold_pos: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Value of the holdings at the close of ``rows`` (net and ``sum |.|``), per unit V-_k."""
-    dot = np.empty(rows.size)
-    dot_abs = np.empty(rows.size) if has_shorts else dot
-    step = block_rows(targets.shape[1])
-    buffer = np.empty((step, targets.shape[1]))
-    for a in range(0, rows.size, step):
-        b = min(rows.size, a + step)
+    """Holdings' value at the closes ``first + hold_pos`` (net and ``sum |.|``), per V-_k."""
+    if hold_pos.size == 0:
+        return np.empty(0), np.empty(0)
+    # Over every session from the first trade (a contiguous run of closes, no gather; the
+    # trade sessions' values are dropped): cheaper than gathering the closes between trades.
+    n_out, n_cols = segment.size, targets.shape[1]
+    dot, dot_abs = np.empty(n_out), np.empty(n_out)
+    shares = targets / price_k  # per unit V-_k, one row per trade
+    short = shares.min(axis=1) < 0.0
+    step = block_rows(n_cols)
+    buffer = np.empty((step, n_cols))
+    for a in range(0, n_out, step):
+        b = min(n_out, a + step)
         seg = segment[a:b]
-        shares = np.divide(_rows(targets, seg), _rows(price_k, seg), out=buffer[: b - a])
-        marks = _rows(mark, rows[a:b])
-        dot[a:b] = np.vecdot(shares, marks)
-        if has_shorts:
-            dot_abs[a:b] = np.vecdot(np.abs(shares, out=shares), marks)
-    return dot, dot_abs
+        held = np.take(shares, seg, axis=0, out=buffer[: b - a], mode="clip")
+        marks = mark[first + a : first + b]
+        dot[a:b] = np.vecdot(held, marks)
+        if short[seg].any():
+            dot_abs[a:b] = np.vecdot(np.abs(held, out=held), marks)
+        else:  # a long book: |shares| = shares
+            dot_abs[a:b] = dot[a:b]
+    return dot[hold_pos], dot_abs[hold_pos]
 
 
 def _simulate(
@@ -377,8 +385,9 @@ def _simulate(
     at_close = cfg.execution == "next_close"
     costs = cfg.costs
     price_k = _rows(execute, trades)  # execution prices, one row per trade
-    has_shorts = bool(targets.min() < 0.0)
-    rate = costs.borrow_rate_daily if has_shorts else 0.0
+    # Shorts are found block by block in the passes below (a long book's short value is 0,
+    # so it pays no borrow), which spares a pass over all the targets here.
+    rate = costs.borrow_rate_daily
 
     # Segment k = the sessions from trade k up to the one before trade k + 1.
     n_out = n_rows - first
@@ -389,16 +398,14 @@ def _simulate(
     hold = np.ones(n_out, dtype=bool)
     hold[at_trade] = False
     hold_pos = np.flatnonzero(hold)  # sessions between trades
-    dot_h, abs_h = _holding_dots(
-        targets, price_k, mark, hold_pos + first, segment[hold_pos], has_shorts
-    )
+    dot_h, abs_h = _holding_dots(targets, price_k, mark, first, segment, hold_pos)
     # Borrow of session t is charged on the short value held at the close of t - 1.
     borrow_hold = np.zeros(trades.size)
     if rate > 0.0:
         short_h = 0.5 * (abs_h - dot_h)
         borrow_hold = rate * np.bincount(segment[hold_pos], weights=short_h, minlength=trades.size)
     close_k = None if at_close else _rows(mark, trades)
-    sweep = trade_sweep(targets, price_k, close_k, borrow_hold, rate, costs.linear_rate, has_shorts)
+    sweep = trade_sweep(targets, price_k, close_k, borrow_hold, rate, costs.linear_rate, True)
     if not np.isfinite(sweep.sum_w).all():
         require_finite_targets(targets, decisions, labels)
     if impact_inputs is None:
@@ -421,7 +428,7 @@ def _simulate(
         dot[at_trade], dot_abs[at_trade] = sweep.close_dot, sweep.close_abs
     else:  # just after a trade at the close, the holdings are worth sum(w) exactly
         dot[at_trade], dot_abs[at_trade] = sweep.sum_w, sweep.sum_abs
-    short_value = 0.5 * (dot_abs - dot) if has_shorts else np.zeros(n_out)
+    short_value = 0.5 * (dot_abs - dot)
     borrow_in = np.zeros(n_out)
     if rate > 0.0:
         total = np.cumsum(short_value)

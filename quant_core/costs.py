@@ -217,9 +217,11 @@ def impact_cost(
     return np.where(size > 0.0, cost, 0.0)
 
 
-# Block size of the sweeps: a few (rows x N) float64 blocks of 512 KiB stay in a 2 MiB L2
-# cache, and reusing them avoids page-faulting fresh 20 MB temporaries on every operation.
-_BLOCK_BYTES = 1 << 19
+# Block size of the sweeps: the few (rows x N) float64 blocks of 1 MiB in use stay in the
+# last-level cache, few enough blocks that numpy's per-call overhead is small (measured best
+# of 128 KiB - 4 MiB at 500 x 5,000), and reusing them avoids page-faulting fresh 20 MB
+# temporaries on every operation.
+_BLOCK_BYTES = 1 << 20
 
 
 def block_rows(n_cols: int) -> int:
@@ -255,6 +257,22 @@ class TradeSweep:
     turnover: np.ndarray
 
 
+@dataclass(frozen=True)
+class _Brackets:
+    """Trade k's turnover as a function of ``e`` on ``[0, edge_k]`` (arrays over k >= 1).
+
+    ``at_zero`` and ``at_edge`` are the turnover at ``e = 0`` and ``e = edge`` without the
+    ``near`` names, whose trade may change sign inside the bracket; every other name's
+    ``|trade|`` is linear there. ``near`` holds those names as ``(trade index - 1, trade at
+    e = 0, drifted weight)``: their ``|trade - e * drifted|`` is summed exactly.
+    """
+
+    at_zero: np.ndarray
+    at_edge: np.ndarray
+    edge: np.ndarray
+    near: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def trade_sweep(
     targets: np.ndarray,
     price_k: np.ndarray,
@@ -268,15 +286,15 @@ def trade_sweep(
 
     With ``u`` the holdings of trade ``k - 1`` valued at trade ``k``'s prices (per unit
     ``V-_{k-1}``) and ``D0`` the growth before fees, trade ``k`` moves each name by
-    ``w_k - (u / D0) * (1 + e)``, where ``e = D0 / D - 1 >= 0`` comes from the previous fee
-    (``D = D0 - c_{k-1}``): the turnover is a convex, piecewise-linear function of ``e``, and
-    the fee ``c_k = fee * turnover_k(e_k)`` feeds the next trade. Per block of trades, the
-    turnover is evaluated exactly at ``e = 0``, at ``e1`` (previous fees estimated from the
-    turnover at ``e = 0``) and at ``e2`` (two Jacobi steps of the fixed point on the line
-    through the first two). The fixed point is then solved exactly, for all trades at once,
-    on the line through ``e1`` and ``e2``: it misses the true turnover only if a name's trade
-    changes sign between ``e2`` and the solution, a window of about ``(fee * gross)^3``
-    (1e-10 at 4 bps), which moves the fee by less than ``fee`` times that window.
+    ``d_i - e * m_i`` with ``m = u / D0``, ``d = w_k - m`` and ``e = D0 / D - 1 >= 0`` from the
+    previous fee (``D = D0 - c_{k-1}``): the turnover is a convex, piecewise-linear function
+    of ``e``, and the fee ``c_k = fee * turnover_k(e_k)`` feeds the next trade. Per block of
+    trades the pass brackets ``e`` in ``[0, edge]`` (``edge`` is 1.25 times the largest ``e``
+    the fees at ``e = 0`` imply), evaluates the turnover at both ends and picks out the few
+    names whose trade changes sign inside (``d_i`` and ``d_i - edge * m_i`` differ). Every
+    other name's ``|trade|`` is linear on the bracket, so the turnover there is a line plus
+    a short exact sum, and :func:`_solve_fees` solves the fee recurrence on it exactly; a
+    trade whose ``e`` leaves its bracket is evaluated densely instead.
 
     Args:
         targets: ``(K, N)`` target weights.
@@ -286,42 +304,47 @@ def trade_sweep(
             per unit ``V-_k`` (the trade session's own short value is added here).
         borrow_rate: Borrow fee per session.
         fee: Proportional fee per unit traded.
-        has_shorts: Whether any target is negative.
+        has_shorts: Whether any target may be negative (each block then checks its own).
 
     Returns:
         The per-trade sums, growth, fees and turnover.
     """
     n_trades, n_cols = targets.shape
-    sum_w, sum_abs = np.empty(n_trades), np.empty(n_trades)
-    growth0, excess1, to1, excess2, to2 = (np.empty(n_trades - 1) for _ in range(5))
+    sum_w, sum_abs, turnover = np.empty(n_trades), np.empty(n_trades), np.empty(n_trades)
+    growth0 = np.empty(n_trades - 1)
+    at_zero, at_edge, edge = np.empty(n_trades - 1), np.empty(n_trades - 1), np.zeros(n_trades - 1)
     close_dot = close_abs = None
     first = targets[0]
     sum_w[0], sum_abs[0] = first.sum(), np.abs(first).sum()
-    turnover = np.empty(n_trades)
     turnover[0] = sum_abs[0]  # from a flat book
-    cost = np.zeros(n_trades)
-    cost[0] = fee * turnover[0]
     if close_k is not None:
         close_dot, close_abs = np.empty(n_trades), np.empty(n_trades)
         shares = first / price_k[0]
         close_dot[0], close_abs[0] = shares @ close_k[0], np.abs(shares) @ close_k[0]
     step = block_rows(n_cols)
     work = np.empty((step + 1, n_cols))
+    trade = np.empty((step, n_cols))
     temp = np.empty((step, n_cols))
+    near = np.empty((step, n_cols), dtype=bool)
+    picked: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for a in range(1, n_trades, step):
         b = min(n_trades, a + step)
         m, new, prev = b - a, targets[a:b], slice(a - 1, b - 1)
-        shares = np.divide(targets[a - 1 : b], price_k[a - 1 : b], out=work[: m + 1])
+        # the new trades' own shares only matter for their value at the close (next_open)
+        end = b if close_k is not None else b - 1
+        shares = np.divide(targets[a - 1 : end], price_k[a - 1 : end], out=work[: end - a + 1])
+        # |w| only where the block holds a short (the sign of a share count is its weight's)
+        shorts = has_shorts and bool(min(shares.min(), new[-1].min()) < 0.0)
         sum_w[a:b] = _row_sum(new)
-        sum_abs[a:b] = _row_sum(np.abs(new, out=temp[:m])) if has_shorts else sum_w[a:b]
+        sum_abs[a:b] = _row_sum(np.abs(new, out=temp[:m])) if shorts else sum_w[a:b]
         if close_dot is not None and close_abs is not None and close_k is not None:
             close_dot[a:b] = np.vecdot(shares[1:], close_k[a:b])
             close_abs[a:b] = (
                 np.vecdot(np.abs(shares[1:], out=temp[:m]), close_k[a:b])
-                if has_shorts
+                if shorts
                 else close_dot[a:b]
             )
-        drifted = shares[:-1]
+        drifted = shares[:m]
         drifted *= price_k[a:b]
         g0 = 1.0 - sum_w[prev] + _row_sum(drifted)
         if borrow_rate > 0.0:
@@ -331,61 +354,117 @@ def trade_sweep(
                 short = 0.5 * (sum_abs[prev] - sum_w[prev])
             g0 -= borrow_hold[prev] + borrow_rate * short
         growth0[prev] = g0
-
-        def turnover_at(excess: np.ndarray, new=new, drifted=drifted, g0=g0) -> np.ndarray:
-            moved = np.multiply(drifted, ((1.0 + excess) / g0)[:, None], out=temp[: g0.size])
-            return _row_sum(np.abs(np.subtract(new, moved, out=moved), out=moved))
-
-        to0 = turnover_at(np.zeros(m))
+        moved = np.multiply(drifted, (1.0 / g0)[:, None], out=drifted)
+        diff = np.subtract(new, moved, out=trade[:m])
+        at_zero[prev] = turnover[a:b] = _row_sum(np.abs(diff, out=temp[:m]))
         if fee == 0.0:
-            turnover[a:b] = to1[prev] = to2[prev] = to0
-            excess1[prev] = excess2[prev] = 0.0
             continue
-        # Previous fees estimated from the turnover just before (cost-free in the block).
-        before = fee * np.concatenate([[turnover[a - 1]], to0[:-1]])
-        e1 = before / (g0 - before)
-        t1 = turnover_at(e1)
-        slope = np.divide(t1 - to0, e1, out=np.zeros(m), where=e1 > 0.0)
-        fees = fee * t1
-        for _ in range(2):  # Jacobi steps on the line through e = 0 and e1
-            before[1:] = fees[:-1]
-            e2 = before / (g0 - before)
-            fees = fee * (t1 + (e2 - e1) * slope)
-        t2 = turnover_at(e2)
-        excess1[prev], to1[prev], excess2[prev], to2[prev] = e1, t1, e2, t2
-        turnover[a:b] = t2  # the estimate the next block starts from
+        before = fee * turnover[a - 1 : b - 1]  # the previous fees at e = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            top = float(np.max(before / (g0 - before)))
+        if not (top >= 0.0 and np.isfinite(top)):  # bankrupt: left to the dense fallback
+            at_edge[prev] = at_zero[prev]
+            continue
+        width = 1.25 * top if top > 0.0 else fee
+        far = np.multiply(moved, -width, out=temp[:m])
+        far += diff  # the trades at e = width
+        crossed = np.less(np.multiply(diff, far, out=diff), 0.0, out=near[:m])
+        np.abs(far, out=far)
+        at_edge[prev] = _row_sum(far)
+        edge[prev] = width
+        flat = np.flatnonzero(crossed)
+        picked.append((flat + (a - 1) * n_cols, moved.ravel()[flat], far.ravel()[flat]))
     growth = growth0.copy()
+    cost = fee * turnover
     if fee > 0.0 and n_trades > 1:
-        cost, turnover[1:] = _solve_fees(growth0, cost[0], fee, (excess1, to1), (excess2, to2))
+        index, moved_c, far_c = (
+            (np.concatenate(part) for part in zip(*picked, strict=True))
+            if picked
+            else (np.empty(0, np.int64), np.empty(0), np.empty(0))
+        )
+        row = index // n_cols
+        base_c = targets[row + 1, index - row * n_cols] - moved_c
+        at_zero -= np.bincount(row, np.abs(base_c), minlength=n_trades - 1)
+        at_edge -= np.bincount(row, far_c, minlength=n_trades - 1)
+        brackets = _Brackets(at_zero, at_edge, edge, (row, base_c, moved_c))
+        cost, turnover[1:] = _solve_fees(
+            growth0,
+            cost,
+            fee,
+            brackets,
+            lambda k, e: _dense_turnover(targets, price_k, growth0, k, e),
+        )
         growth -= cost[:-1]
     return TradeSweep(sum_w, sum_abs, close_dot, close_abs, growth, cost, turnover)
 
 
+def _dense_turnover(
+    targets: np.ndarray, price_k: np.ndarray, growth0: np.ndarray, k: np.ndarray, e: np.ndarray
+) -> np.ndarray:
+    """Turnover of trades ``k + 1`` at ``e``, densely (outside their bracket)."""
+    moved = targets[k] / price_k[k] * price_k[k + 1]
+    moved *= (1.0 / growth0[k])[:, None]  # (called under the solver's np.errstate)
+    diff = targets[k + 1] - moved
+    return np.abs(diff - e[:, None] * moved).sum(axis=1)
+
+
 def _solve_fees(
     g0: np.ndarray,
-    first: float,
+    cost: np.ndarray,
     fee: float,
-    point_a: tuple[np.ndarray, np.ndarray],
-    point_b: tuple[np.ndarray, np.ndarray],
+    brackets: _Brackets,
+    dense: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    *,
+    prune: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Solve ``c_k = fee * turnover_k(e_k)``, ``e_k = g0_k / (g0_k - c_{k-1}) - 1``, exactly.
 
-    The turnover of trade k is taken on the line through its two exact evaluations. The
-    vector fixed point is exact after at most K rounds (``c_k`` only depends on earlier
-    fees) and a contraction with factor about ``fee * gross``, so it stops after a few.
+    ``cost`` starts at the fees at ``e = 0``. The vector fixed point is exact after at most
+    K rounds (``c_k`` only depends on earlier fees) and a contraction with factor about
+    ``fee * gross``, so it stops after a few. With many near names (high fees), from the
+    third round on those whose trade is far from zero at the current ``e`` (64 times the
+    last move of ``e``) join the lines with their sign there; at the solution each such sign
+    is checked, and if one changed the fixed point is solved again without this shortcut.
     """
-    (ea, ta), (eb, tb) = point_a, point_b
-    span = eb - ea
-    slope = np.divide(tb - ta, span, out=np.zeros_like(span), where=span != 0.0)
-    cost = np.concatenate([[first], fee * tb])
-    turnover = tb
-    for _ in range(cost.size):
-        excess = g0 / (g0 - cost[:-1]) - 1.0
-        turnover = tb + (excess - eb) * slope
-        update = fee * turnover
-        if (update == cost[1:]).all():
-            break
-        cost[1:] = update
+    row, base_c, moved_c = brackets.near
+    edge = brackets.edge
+    level = brackets.at_zero
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(edge > 0.0, (brackets.at_edge - level) / edge, 0.0)
+    start, cost = cost, cost.copy()
+    folded: list[tuple[np.ndarray, ...]] = []
+    excess = np.zeros(g0.size)
+    turnover = level
+    # A bankrupt book (g0 <= fee) gives inf or NaN here; the caller diagnoses it.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for i in range(cost.size):
+            before, last = cost[:-1], excess
+            excess = before / (g0 - before)
+            if prune and i >= 2 and row.size > g0.size:
+                margin = 64.0 * np.abs(excess - last) + 1e-12 * (excess + fee)
+                value = base_c - excess[row] * moved_c
+                keep = np.abs(value) <= margin[row] * np.abs(moved_c)
+                out = ~keep
+                sign = np.sign(value[out])
+                level = level + np.bincount(row[out], sign * base_c[out], minlength=g0.size)
+                slope = slope - np.bincount(row[out], sign * moved_c[out], minlength=g0.size)
+                folded.append((row[out], base_c[out], moved_c[out], sign))
+                row, base_c, moved_c = row[keep], base_c[keep], moved_c[keep]
+            turnover = level + excess * slope
+            near = np.abs(base_c - excess[row] * moved_c)
+            turnover += np.bincount(row, near, minlength=g0.size)
+            outside = np.flatnonzero(~((excess >= 0.0) & (excess <= edge)))
+            if outside.size:
+                turnover[outside] = dense(outside, excess[outside])
+            update = fee * turnover
+            if np.array_equal(update, cost[1:], equal_nan=True):
+                break
+            cost[1:] = update
+    for f_row, f_base, f_moved, sign in folded:
+        with np.errstate(invalid="ignore", over="ignore"):
+            held = sign * (f_base - excess[f_row] * f_moved) >= 0.0
+        if not held.all():
+            return _solve_fees(g0, start, fee, brackets, dense, prune=False)
     return cost, turnover
 
 

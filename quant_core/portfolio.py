@@ -510,13 +510,13 @@ def align_targets(
     if decisions.size and decisions[-1] == n_rows - 1:  # nothing trades after the last close
         decisions, targets = decisions[:-1], targets[:-1]
     if decisions.size and not targets[0].any():  # start at the first non-flat target
-        held = np.flatnonzero(targets.any(axis=1))
-        if held.size == 0:
+        first = _first_held_row(targets)
+        if first is None:
             raise InputError(
                 "Every target weight is zero: the backtest would hold nothing.",
                 fix="check the signal and the weight settings (quantile, side, caps).",
             )
-        decisions, targets = decisions[held[0] :], targets[held[0] :]
+        decisions, targets = decisions[first:], targets[first:]
     if decisions.size == 0:
         raise InsufficientDataError(
             f"No rebalance decision before the last of the {n_rows} sessions, so nothing "
@@ -524,6 +524,18 @@ def align_targets(
             fix="give target weights dated before the last price date.",
         )
     return decisions, targets
+
+
+def _first_held_row(targets: np.ndarray) -> int | None:
+    """Index of the first row with a non-zero (or NaN) target, scanning from the top."""
+    # In growing chunks: a warm-up of flat rows is short, and a full-array pass is not free.
+    start, size = 0, 64
+    while start < targets.shape[0]:
+        held = np.flatnonzero(targets[start : start + size].any(axis=1))
+        if held.size:
+            return start + int(held[0])
+        start, size = start + size, 2 * size
+    return None
 
 
 def require_finite_targets(targets: np.ndarray, decisions: np.ndarray, labels: PanelLabels) -> None:
