@@ -54,6 +54,7 @@ __all__ = [
     "connect_registry",
     "create_context",
     "evaluate_holdout",
+    "evaluating_holdout",
     "get_context",
     "guard_holdout",
     "holdout_evaluations",
@@ -562,6 +563,12 @@ def _check_outside(
         f".filter(pl.col({date_col!r}) < date.fromisoformat('{ctx.holdout_start}')), "
         f"or {evaluate}.",
     )
+
+
+def evaluating_holdout(context: ResearchContext | None = None) -> bool:
+    """Whether a holdout evaluation of ``context`` (default: the active one) is running now."""
+    ctx = context if context is not None else _ACTIVE.get()
+    return ctx is not None and _EVALUATING.get() == ctx.id
 
 
 def guard_holdout(

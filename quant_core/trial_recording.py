@@ -5,6 +5,11 @@ Entry points (:func:`~quantdesk.quant_core.training.train_cv`,
 so a run is counted whether or not its caller remembers to. The trial goes to the active
 research context (:func:`~quantdesk.quant_core.research_context.use_context`); without one it
 goes to the context named ``default``, created on first use. A run that fails records nothing.
+A run made inside :func:`~quantdesk.quant_core.research_context.evaluate_holdout` is recorded
+with kind
+``"holdout"``: it is not a trial of the search (it does not count towards N or the budget) and is
+deflated only among the holdout looks of its context. Re-running the same configuration on the
+same data is the same trial (the registry returns the existing row).
 
 A CV run is not a daily strategy: its out-of-fold predictions come with ``h``-session forward
 returns. :func:`oof_long_short_returns` turns them into a tradable series without overlap: on
@@ -27,6 +32,7 @@ from quantdesk.quant_core.research_context import (
     ResearchContext,
     active_context,
     create_context,
+    evaluating_holdout,
     get_context,
 )
 
@@ -197,10 +203,13 @@ def record_run(
     Returns:
         The trial and its DSR.
     """
-    from quantdesk.quant_core.trials import TrialRegistry
+    from quantdesk.quant_core.trials import HOLDOUT_KIND, TrialRegistry
 
     ctx = run_context()
     registry = TrialRegistry(ctx.registry)
+    if evaluating_holdout(ctx):
+        # a look at the holdout is recorded, but it is not one more trial of the search
+        kind = HOLDOUT_KIND
     trial = registry.record(
         ctx,
         kind,
@@ -211,7 +220,7 @@ def record_run(
         column=column,
         period_sessions=period_sessions,
     )
-    dsr = registry.deflated_sharpe(ctx, trial)
+    dsr = registry.deflated_sharpe(ctx, trial, kind=HOLDOUT_KIND if kind == HOLDOUT_KIND else None)
     return RecordedRun(trial, dsr, ctx)
 
 

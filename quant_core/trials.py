@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from quantdesk.quant_core.sharpe_inference import DSRResult
 
 __all__ = [
+    "HOLDOUT_KIND",
     "TRIAL_KINDS",
     "TrialBudgetExceededError",
     "TrialRecord",
@@ -83,7 +84,11 @@ __all__ = [
     "config_json",
 ]
 
-TRIAL_KINDS: tuple[str, ...] = ("backtest", "cv", "walk_forward", "study", "other")
+TRIAL_KINDS: tuple[str, ...] = ("backtest", "cv", "walk_forward", "study", "other", "holdout")
+# Runs made inside evaluate_holdout: recorded, but not part of the search. They are left out of
+# the counts, the trial budget and the deflation of search trials, and are deflated among
+# themselves (every hypothesis evaluated on the same holdout is one more look at it).
+HOLDOUT_KIND = "holdout"
 ANNUALIZATION = 252
 EffectiveMethod = Literal["count", "clusters", "average_correlation", "participation_ratio"]
 _EFFECTIVE_METHODS: tuple[str, ...] = get_args(EffectiveMethod)
@@ -347,6 +352,8 @@ class TrialRegistry:
         """Record one completed trial and return its row.
 
         Everything is validated before anything is written, so a failed run leaves no trace.
+        A run with the same kind, configuration hash, data hash and period length as a trial
+        already in the context is that trial: the existing row is returned and nothing is added.
 
         Args:
             context: The research context (see the class docstring).
@@ -428,21 +435,33 @@ class TrialRegistry:
         )
         try:
             with closing(connect_registry(self.path)) as conn, write_transaction(conn):
-                number = conn.execute(
-                    "SELECT COALESCE(MAX(number), 0) + 1 FROM trials WHERE context_id = ?",
-                    (ctx.id,),
-                ).fetchone()[0]
-                conn.execute(
-                    "INSERT INTO trials (id, context_id, kind, created_at, description, "
-                    "config_hash, config_json, data_hash, code_version, n_obs, mean, std, "
-                    "sr_per_period, skew, kurtosis, first_date, last_date, returns_path, "
-                    "returns_sha256, number, period_sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, number, period_sessions),
-                )
+                # The same configuration on the same data is the same trial: re-running it
+                # selects nothing new, so it is not counted twice.
+                same = conn.execute(
+                    "SELECT id FROM trials WHERE context_id = ? AND kind = ? AND config_hash = ? "
+                    "AND data_hash = ? AND period_sessions = ?",
+                    (ctx.id, kind, row[5], data_hash, period_sessions),
+                ).fetchone()
+                existing = None if same is None else same[0]
+                if existing is None:
+                    number = conn.execute(
+                        "SELECT COALESCE(MAX(number), 0) + 1 FROM trials WHERE context_id = ?",
+                        (ctx.id,),
+                    ).fetchone()[0]
+                    conn.execute(
+                        "INSERT INTO trials (id, context_id, kind, created_at, description, "
+                        "config_hash, config_json, data_hash, code_version, n_obs, mean, std, "
+                        "sr_per_period, skew, kurtosis, first_date, last_date, returns_path, "
+                        "returns_sha256, number, period_sessions) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*row, number, period_sessions),
+                    )
         except BaseException:
             target.unlink(missing_ok=True)  # the row was not written: leave no orphan file
             raise
+        if existing is not None:
+            target.unlink(missing_ok=True)
+            return self.get(existing)
         return self.get(trial_id)
 
     # -- reading -------------------------------------------------------------------------
@@ -490,11 +509,17 @@ class TrialRegistry:
     def trials(
         self, context: ResearchContext | str | None = None, *, kind: str | None = None
     ) -> list[TrialRecord]:
-        """Return the trials of a context in recording order (optionally of one kind)."""
+        """Return the trials of a context in recording order (optionally of one kind).
+
+        Without ``kind``, runs made inside ``evaluate_holdout`` (kind ``"holdout"``) are left out:
+        they are not part of the search. Pass ``kind="holdout"`` to list them.
+        """
         if kind is not None and kind not in TRIAL_KINDS:
             raise InputError(f"Trial kind {kind!r} is unknown.", fix=f"use one of {TRIAL_KINDS}.")
         ctx = resolve_context(context, path=self.path)
-        query = "SELECT * FROM trials WHERE context_id = ?" + (" AND kind = ?" if kind else "")
+        query = "SELECT * FROM trials WHERE context_id = ?" + (
+            " AND kind = ?" if kind else f" AND kind != '{HOLDOUT_KIND}'"
+        )
         params = (ctx.id, kind) if kind else (ctx.id,)
         with closing(connect_registry(self.path)) as conn:
             rows = conn.execute(query + " ORDER BY number", params).fetchall()
@@ -503,12 +528,12 @@ class TrialRegistry:
     def count(
         self, context: ResearchContext | str | None = None, *, kind: str | None = None
     ) -> int:
-        """Return the number of trials recorded in a context (optionally of one kind)."""
+        """Return the number of search trials of a context (or of one kind, e.g. ``"holdout"``)."""
         if kind is not None and kind not in TRIAL_KINDS:
             raise InputError(f"Trial kind {kind!r} is unknown.", fix=f"use one of {TRIAL_KINDS}.")
         ctx = resolve_context(context, path=self.path)
         query = "SELECT COUNT(*) FROM trials WHERE context_id = ?" + (
-            " AND kind = ?" if kind else ""
+            " AND kind = ?" if kind else f" AND kind != '{HOLDOUT_KIND}'"
         )
         with closing(connect_registry(self.path)) as conn:
             return conn.execute(query, (ctx.id, kind) if kind else (ctx.id,)).fetchone()[0]

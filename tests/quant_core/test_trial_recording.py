@@ -168,3 +168,29 @@ def test_backtest_is_a_counted_trial_and_a_refused_one_is_not(market: pl.DataFra
     assert TrialRegistry().count(ctx) == 1
     stored = TrialRegistry().returns(result.run.trial)
     assert stored["ret"].to_list() == result.returns["net"].to_list()
+
+
+def test_runs_inside_a_holdout_evaluation_are_holdout_looks_not_search_trials(
+    market: pl.DataFrame,
+) -> None:
+    from quantdesk.quant_core import backtest_signal
+
+    start = market["date"].unique().sort()[-120]
+    ctx = create_context("with-holdout", holdout=(start, None))
+    scores = compute_features(market, ["mom_63_5"], cross_sectional=None).rename(
+        {"mom_63_5": "score"}
+    )
+    with use_context(ctx):
+        search = backtest_signal(
+            market.filter(pl.col("date") < start), scores.filter(pl.col("date") < start), config={}
+        )
+        look = evaluate_holdout(
+            ctx, "mom_63_5 weekly", lambda: backtest_signal(market, scores, config={})
+        )
+    registry = TrialRegistry()
+    assert search.run is not None
+    assert look.result.run is not None
+    assert look.result.run.trial.kind == "holdout"
+    assert registry.count(ctx) == 1  # the search
+    assert registry.count(ctx, kind="holdout") == 1
+    assert look.result.run.dsr.n_trials == 1  # deflated among holdout looks only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -72,8 +73,14 @@ def registry() -> TrialRegistry:
 
 
 def _record(registry: TrialRegistry, ctx: ResearchContext, values: np.ndarray) -> TrialRecord:
+    # a different series comes from a different configuration (runs are deterministic)
+    variant = hashlib.sha256(np.asarray(values).tobytes()).hexdigest()[:12]
     return registry.record(
-        ctx, "backtest", _frame(values), config={"lookback": 20}, data_hash="d" * 64
+        ctx,
+        "backtest",
+        _frame(values),
+        config={"lookback": 20, "variant": variant},
+        data_hash="d" * 64,
     )
 
 
@@ -307,9 +314,9 @@ def test_series_are_aligned_on_dates_before_correlating(
     registry: TrialRegistry, ctx: ResearchContext, rng: np.random.Generator
 ) -> None:
     values = rng.normal(0, 0.01, 300)
-    registry.record(ctx, "cv", _frame(values[:200]), config={}, data_hash="h")
+    registry.record(ctx, "cv", _frame(values[:200]), config={}, data_hash="h1")
     shifted = _frame(values[100:], START + dt.timedelta(100))  # same returns on 100 shared days
-    registry.record(ctx, "cv", shifted, config={}, data_hash="h")
+    registry.record(ctx, "cv", shifted, config={}, data_hash="h2")
     assert registry.sharpe_stats(ctx, min_overlap=100).mean_correlation == pytest.approx(1.0)
     assert registry.sharpe_stats(ctx, min_overlap=100).n_effective == 1.0
     # too little overlap: the pair counts as unrelated, which can only raise N_eff
@@ -420,10 +427,10 @@ def test_known_truth_planted_effect_passes_and_the_best_noise_trial_fails(
 def test_the_budget_is_checked_but_never_blocks_recording(registry: TrialRegistry) -> None:
     small = create_context("small", trial_budget=2)
     assert registry.remaining_budget(small) == 2
-    for _ in range(2):
+    for k in range(2):
         registry.check_budget(small)
-        _record(registry, small, np.linspace(-0.01, 0.01, 10))
-    _record(registry, small, np.linspace(-0.01, 0.01, 10))  # recorded although over budget
+        _record(registry, small, np.linspace(-0.01, 0.01 + k / 1000, 10))
+    _record(registry, small, np.linspace(-0.01, 0.02, 10))  # recorded although over budget
     assert registry.remaining_budget(small) == 0
     with pytest.raises(TrialBudgetExceededError, match="used 3 of its 2 trials") as info:
         registry.check_budget("small")
@@ -497,3 +504,18 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(
             _MIGRATIONS
         )
+
+
+def test_an_identical_rerun_is_the_same_trial(
+    registry: TrialRegistry, ctx: ResearchContext
+) -> None:
+    values = np.linspace(-0.01, 0.012, 30)
+    first = registry.record(ctx, "backtest", _frame(values), config={"a": 1}, data_hash="e" * 64)
+    again = registry.record(ctx, "backtest", _frame(values), config={"a": 1}, data_hash="e" * 64)
+    other = registry.record(ctx, "backtest", _frame(values), config={"a": 2}, data_hash="e" * 64)
+    assert again == first
+    assert other.number == first.number + 1
+    assert registry.count(ctx) == 2
+    assert sorted(p.name for p in registry.folder.iterdir()) == sorted(
+        f"{r.trial_id}.parquet" for r in (first, other)
+    )
