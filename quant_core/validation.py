@@ -243,6 +243,21 @@ def _row_checks(frame: pl.DataFrame, range_tolerance: float) -> list[pl.DataFram
     ]
 
 
+def _strictly_ordered(frame: pl.DataFrame) -> bool:
+    """Whether (symbol, date) strictly increases row by row with no null key.
+
+    One pass over two columns proves the frame sorted and free of duplicates, so the order
+    checks and the sorted, deduplicated copy for the time-series checks can be skipped.
+    """
+    if frame.height == 0:
+        return True
+    sym, day = pl.col("symbol"), pl.col("date")
+    step = (sym > sym.shift(1)) | ((sym == sym.shift(1)) & (day > day.shift(1)))
+    first = pl.int_range(pl.len()) == 0
+    ok = pl.when(first).then(sym.is_not_null() & day.is_not_null()).otherwise(step.fill_null(False))
+    return bool(frame.select(ok.all()).item())
+
+
 def _order_checks(frame: pl.DataFrame) -> list[pl.DataFrame]:
     keyed = frame.drop_nulls(["symbol", "date"])
     dupes = (
@@ -483,8 +498,13 @@ def validate_prices(
     cal = _calendar_series(calendar) if calendar is not None else None
     data = _check_frame(frame)
     key = ["symbol", "date"]
-    ts = data.drop_nulls(key).unique(key, keep="first").sort(key)
-    found = [*_row_checks(data, range_tolerance), *_order_checks(data)]
+    if _strictly_ordered(data):
+        # sorted and unique already (the usual case): no copy, no duplicate search
+        ts, order_issues = data, []
+    else:
+        ts = data.drop_nulls(key).unique(key, keep="first").sort(key)
+        order_issues = _order_checks(data)
+    found = [*_row_checks(data, range_tolerance), *order_issues]
     found.append(_missing_sessions(ts, cal))
     found += _series_checks(
         ts,
