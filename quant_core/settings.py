@@ -26,6 +26,9 @@ class Settings(BaseSettings):
         home: Folder for quantdesk's own state: trial registry, research contexts,
             caches, saved models (``QUANTDESK_HOME``).
         seed: Default seed for every random generator (``QUANTDESK_SEED``).
+        data_dirs: Folders the tool layer may read price files from, separated by
+            ``os.pathsep`` (``QUANTDESK_DATA_DIRS``); empty means the shared data folder and
+            ``./data``. Paths outside them are refused (no traversal).
     """
 
     model_config = SettingsConfigDict(
@@ -35,6 +38,7 @@ class Settings(BaseSettings):
     shared_data: Path = Field(default=Path("../shared/data"))
     home: Path = Field(default=Path(".quantdesk"))
     seed: int = Field(default=7, ge=0)
+    data_dirs: str = Field(default="")
 
 
 def get_settings() -> Settings:

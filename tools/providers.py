@@ -48,13 +48,14 @@ def allowed_data_dirs() -> tuple[Path, ...]:
 
     Read on every call, so tests and long-running servers see a changed environment.
     """
-    raw = os.environ.get(DATA_DIRS_ENV)
-    if raw is not None and raw.strip():
+    from quantdesk.quant_core.settings import get_settings, shared_data_dir
+
+    raw = get_settings().data_dirs  # QUANTDESK_DATA_DIRS, from the environment or .env
+    if raw.strip():
         entries = [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
     else:
-        from quantdesk.quant_core.settings import get_settings
-
-        entries = [get_settings().shared_data.expanduser(), Path("data")]
+        shared = shared_data_dir()
+        entries = [*([shared] if shared is not None else []), Path("data")]
     return tuple(dict.fromkeys(p.resolve() for p in entries))
 
 

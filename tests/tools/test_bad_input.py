@@ -205,8 +205,12 @@ def test_data_dirs_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("QUANTDESK_DATA_DIRS", os.pathsep.join([str(tmp_path), str(tmp_path)]))
     assert allowed_data_dirs() == (tmp_path.resolve(),)
     monkeypatch.delenv("QUANTDESK_DATA_DIRS")
+    (tmp_path / "shared").mkdir()
     monkeypatch.setenv("QUANTDESK_SHARED_DATA", str(tmp_path / "shared"))
     assert allowed_data_dirs() == ((tmp_path / "shared").resolve(), Path("data").resolve())
+    # a shared folder that does not exist is not offered
+    monkeypatch.setenv("QUANTDESK_SHARED_DATA", str(tmp_path / "absent"))
+    assert allowed_data_dirs() == (Path("data").resolve(),)
 
 
 def test_file_source_keeps_its_columns_mapping(tools, data_dir: Path) -> None:
