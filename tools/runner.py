@@ -231,7 +231,15 @@ def _classify(exc: Exception, run: ToolRun | None) -> ToolError:
             guardrail = "trial_budget"
         if guardrail is not None:
             run.record(guardrail, "refused", exc.message)
-            return ToolError(kind="refused", guardrail=guardrail, message=exc.message, fix=exc.fix)
+            fix = exc.fix
+            if isinstance(exc, HoldoutViolationError):
+                # the library's fix names Python calls; a tool caller acts through requests
+                fix = (
+                    "send an as_of that stops before the holdout window "
+                    "for research; look at the holdout only with the evaluate_holdout tool, "
+                    "once the hypothesis is final."
+                )
+            return ToolError(kind="refused", guardrail=guardrail, message=exc.message, fix=fix)
     if isinstance(exc, InputError):
         return ToolError(kind="bad_input", message=exc.message, fix=exc.fix)
     if isinstance(exc, QuantdeskRuntimeError):
