@@ -51,6 +51,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from quantdesk.quant_core.backtest_kernel import kernel_choice, simulate
 from quantdesk.quant_core.costs import (
     COST_KINDS,
     TRADING_DAYS,
@@ -326,6 +327,11 @@ def backtest_arrays(
             trailing_volatility(raw_close, window)[decisions],
             trailing_mean(volume, window)[decisions],
         )
+    if kernel_choice() == "numba":
+        result = simulate(mark, execute, targets, decisions, cfg, impact_inputs, notes)
+        if result is not None:
+            return result
+        # not well defined (bankrupt, bad input): the numpy engine raises the precise error
     return _simulate(mark, execute, targets, decisions, cfg, impact_inputs, labels, notes)
 
 
