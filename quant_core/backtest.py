@@ -332,7 +332,10 @@ def backtest_arrays(
         if result is not None:
             return result
         # not well defined (bankrupt, bad input): the numpy engine raises the precise error
-    return _simulate(mark, execute, targets, decisions, cfg, impact_inputs, labels, notes)
+    # Bad inputs (an infinite price) surface as non-finite results that _diagnose turns into a
+    # DataError naming the cell; numpy's floating-point warnings on the way say nothing more.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _simulate(mark, execute, targets, decisions, cfg, impact_inputs, labels, notes)
 
 
 def _rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
