@@ -29,6 +29,11 @@ class Settings(BaseSettings):
         data_dirs: Folders the tool layer may read price files from, separated by
             ``os.pathsep`` (``QUANTDESK_DATA_DIRS``); empty means the shared data folder and
             ``./data``. Paths outside them are refused (no traversal).
+        sec_company: Company name sent to SEC EDGAR with every request
+            (``QUANTDESK_SEC_COMPANY``; EDGAR's fair-access policy requires one).
+        sec_email: Contact e-mail sent to SEC EDGAR (``QUANTDESK_SEC_EMAIL``).
+        chroma_url: URL of a Chroma server (``QUANTDESK_CHROMA_URL``); empty means the
+            embedded store under ``home``.
     """
 
     model_config = SettingsConfigDict(
@@ -39,6 +44,9 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".quantdesk"))
     seed: int = Field(default=7, ge=0)
     data_dirs: str = Field(default="")
+    sec_company: str = Field(default="")
+    sec_email: str = Field(default="")
+    chroma_url: str = Field(default="")
 
 
 def get_settings() -> Settings:
