@@ -18,6 +18,7 @@ from quantdesk import __version__
 from quantdesk.cli.backtest_command import backtest_command
 from quantdesk.cli.data_commands import data_app
 from quantdesk.cli.demo_command import demo
+from quantdesk.cli.filings_commands import filings_app
 from quantdesk.cli.model_commands import model_app
 from quantdesk.cli.research_commands import context_app, report_command, trials_app
 from quantdesk.cli.tool_commands import mcp_command, skill_app, tool_app
@@ -60,6 +61,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(context_app, name="context")
 app.add_typer(trials_app, name="trials")
+app.add_typer(filings_app, name="filings")
 app.add_typer(tool_app, name="tool")
 app.add_typer(skill_app, name="skill")
 app.command("mcp")(mcp_command)
