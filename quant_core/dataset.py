@@ -155,30 +155,43 @@ def make_dataset(
         pl.col("symbol").cast(pl.String),
         *[pl.col(c).cast(pl.Float64) for c in names],
     )
-    joined = feature_part.join(label_part, on=["date", "symbol"], how="inner")
-    if joined.height == 0:
-        raise DataError(
-            f"Features ({_span(feature_part)}) and labels ({_span(label_part)}) share no "
-            "(date, symbol) row.",
-            fix="compute both from the same price frame and symbols; check date dtypes.",
-        )
+    # One lazy query: polars pushes the null filter below the join and runs it in parallel.
+    joined_lazy = feature_part.lazy().join(label_part.lazy(), on=["date", "symbol"], how="inner")
     columns = ["date", "symbol", "t0", "t1", *names, "label"]
-    if "ret" in joined.columns:
+    if "ret" in label_part.columns:
         columns.append("ret")
-    joined = joined.select(columns)
-    _check_values(joined, names, label_column)
-
-    n_before = joined.height
+    joined_lazy = joined_lazy.select(columns)
     if drop_null:
+        # Non-finite labels and infinite features are errors (_check_values), not missing data:
+        # keep them through the filter so that the check below still sees and reports them.
         missing = pl.any_horizontal(
             pl.col("label").is_null(), *[pl.col(c).is_null() | pl.col(c).is_nan() for c in names]
         )
-        joined = joined.filter(~missing)
-    elif (n_null := joined["label"].null_count()) > 0:
-        raise DataError(
-            f"{n_null} joined row(s) have a null {label_column!r}.",
-            fix="pass drop_null=True or drop rows without a label first.",
-        )
+        counted = joined_lazy.with_columns(missing.alias("_missing")).collect()
+        n_before = counted.height
+        joined = counted.filter(~pl.col("_missing")).drop("_missing")
+        if n_before == 0:
+            raise DataError(
+                f"Features ({_span(feature_part)}) and labels ({_span(label_part)}) share no "
+                "(date, symbol) row.",
+                fix="compute both from the same price frame and symbols; check date dtypes.",
+            )
+        _check_values(counted.drop("_missing"), names, label_column)
+    else:
+        joined = joined_lazy.collect()
+        n_before = joined.height
+        if n_before == 0:
+            raise DataError(
+                f"Features ({_span(feature_part)}) and labels ({_span(label_part)}) share no "
+                "(date, symbol) row.",
+                fix="compute both from the same price frame and symbols; check date dtypes.",
+            )
+        _check_values(joined, names, label_column)
+        if (n_null := joined["label"].null_count()) > 0:
+            raise DataError(
+                f"{n_null} joined row(s) have a null {label_column!r}.",
+                fix="pass drop_null=True or drop rows without a label first.",
+            )
     if joined.height == 0:
         raise InsufficientDataError(
             f"All {n_before} joined rows have a null label or a null/NaN feature.",
