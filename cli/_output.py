@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import polars as pl
 
 from quantdesk.quant_core.errors import InputError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["echo_markdown", "parse_symbols", "write_frame"]
 

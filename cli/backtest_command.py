@@ -5,9 +5,9 @@ from __future__ import annotations
 from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import polars as pl
 import typer
 
 from quantdesk.cli._output import echo_markdown
@@ -20,6 +20,9 @@ from quantdesk.cli.data_commands import (
     _symbols_opt,
 )
 from quantdesk.quant_core.errors import InputError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["backtest_command"]
 
@@ -60,6 +63,8 @@ def backtest_command(
     html: Path | None = typer.Option(None, help="Also write a self-contained HTML tear sheet."),
 ) -> None:
     """Backtest a signal with costs and a one-bar execution lag; report whether it is real."""
+    import polars as pl
+
     from quantdesk.quant_core.backtest import BacktestConfig, backtest_signal
     from quantdesk.quant_core.costs import CostModel
     from quantdesk.quant_core.features import compute_features
@@ -150,6 +155,8 @@ def backtest_command(
 
 
 def _benchmark_returns(prices: pl.DataFrame, symbol: str) -> pl.DataFrame:
+    import polars as pl
+
     from quantdesk.quant_core.features import price_column
 
     price = price_column(prices)

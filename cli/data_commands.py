@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import polars as pl
 import typer
 
 from quantdesk.cli._output import echo_markdown, parse_symbols, write_frame
 from quantdesk.quant_core.errors import InputError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["data_app"]
 
@@ -53,6 +56,8 @@ def _load(
 
 
 def _summary_markdown(frame: pl.DataFrame, title: str) -> str:
+    import polars as pl
+
     per_symbol = (
         frame.group_by("symbol")
         .agg(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import polars as pl
 import typer
 
 from quantdesk.cli._output import echo_markdown, parse_symbols, write_frame
@@ -19,6 +19,9 @@ from quantdesk.cli.data_commands import (
     _symbols_opt,
 )
 from quantdesk.quant_core.errors import QuantdeskRuntimeError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["model_app"]
 
@@ -115,6 +118,8 @@ def predict_command(
     out: Path | None = typer.Option(None, help="Write predictions (.parquet/.csv)."),
 ) -> None:
     """Predict with a saved model on prices up to --as-of (default: the last date only)."""
+    import polars as pl
+
     from quantdesk.quant_core.features import compute_features
     from quantdesk.quant_core.models import QuantModel
 
