@@ -34,6 +34,7 @@ from datetime import date
 from fractions import Fraction
 from math import log
 
+import numpy as np
 import polars as pl
 
 from quantdesk.quant_core.errors import DataError, InputError, SchemaError
@@ -302,7 +303,19 @@ def _missing_sessions(ts: pl.DataFrame, calendar: pl.Series | None) -> pl.DataFr
     source = "the calendar passed in" if calendar is not None else "the union of all symbols"
     cal = (calendar if calendar is not None else ts["date"].unique().sort()).to_frame("date")
     bounds = ts.group_by("symbol").agg(
-        pl.col("date").min().alias("first"), pl.col("date").max().alias("last")
+        pl.col("date").min().alias("first"),
+        pl.col("date").max().alias("last"),
+        pl.len().alias("rows"),
+    )
+    # A symbol with as many rows as calendar sessions in its span misses none (ts has unique
+    # (symbol, date) keys, and rows off the calendar only make it look fuller): only the
+    # others need the session-by-session comparison.
+    days = cal["date"].to_numpy()
+    span = np.searchsorted(days, bounds["last"].to_numpy(), side="right") - np.searchsorted(
+        days, bounds["first"].to_numpy(), side="left"
+    )
+    bounds = bounds.filter(
+        pl.Series(bounds["rows"].to_numpy() < span) | pl.lit(calendar is not None)
     )
     expected = bounds.join_where(
         cal, pl.col("date") >= pl.col("first"), pl.col("date") <= pl.col("last")
