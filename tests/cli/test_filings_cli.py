@@ -1,0 +1,58 @@
+"""``quantdesk filings add|list|stats|search`` on one small real filing (MiniLM, offline)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from quantdesk.cli.main import main
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_add_list_search_respects_as_of(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = shared_data / "filings" / "sec-edgar-filings" / "AAPL" / "8-K"
+    folder = tmp_path / "filings" / "AAPL" / "8-K"
+    shutil.copytree(source, folder)
+    code, out, err = run_cli(["filings", "add", str(tmp_path / "filings")], capsys)
+    assert code == 0, err
+    assert "filings found: 1; indexed: 1; kept out: 0" in out
+    code, out, _ = run_cli(["filings", "add", str(tmp_path / "filings")], capsys)
+    assert "0 new" in out  # idempotent: nothing re-embedded
+    assert "embedded: 0" in out
+    code, out, _ = run_cli(["filings", "list"], capsys)
+    assert "| AAPL | 8-K |" in out
+    assert "2019-11-15 11:02" in out  # the acceptance time from the SGML header, in UTC
+    code, out, err = run_cli(
+        ["filings", "search", "Apple notes offering", "--as-of", "2019-12-31", "-k", "2"], capsys
+    )
+    assert code == 0, err
+    assert "AAPL 8-K" in out
+    # the day before the filing was accepted, nothing is public yet
+    code, out, err = run_cli(
+        ["filings", "search", "Apple notes offering", "--as-of", "2019-11-14"], capsys
+    )
+    assert code == 0, err
+    assert "No passage public by that date" in out
+    code, out, _ = run_cli(["filings", "stats"], capsys)
+    assert "documents: 1" in out
+
+
+def test_search_needs_as_of(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["filings", "search", "revenue"], capsys)
+    assert code == 2
+    assert "--as-of" in err
