@@ -38,6 +38,7 @@ _TOOL_MODULES = (
     "quantdesk.tools.inference_tools",
     "quantdesk.tools.risk_tools",
     "quantdesk.tools.trial_tools",
+    "quantdesk.tools.filing_tools",
 )
 _REGISTRY: dict[str, ToolSpec] = {}
 _loaded = False
