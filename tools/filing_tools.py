@@ -341,6 +341,8 @@ class SearchFilingsInput(ToolInput):
         infer: Also infer company, fiscal year, quarter and form from the query for filters
             not given (relaxed step by step when nothing matches).
         index: ``default`` (``<QUANTDESK_HOME>/chroma``) or ``demo`` (synthetic filings).
+        include_text: Also return each passage's raw text in ``hits[].text``. Off by default:
+            retrieved text reaches a model only inside ``context_block``'s labelled blocks.
     """
 
     query: str = Field(min_length=1, max_length=1000)
@@ -355,6 +357,7 @@ class SearchFilingsInput(ToolInput):
     doc_id: DocId | None = None
     infer: bool = True
     index: IndexName = "default"
+    include_text: bool = False
 
 
 class FilingHit(ToolModel):
@@ -365,14 +368,15 @@ class FilingHit(ToolModel):
         score: Fused RRF score (hybrid), cosine similarity (dense) or BM25 score.
         chunk_id: Stable passage id ``doc_id:item:ordinal``.
         citation: Where it comes from.
-        text: The passage (untrusted: give a model ``context_block``, not this).
+        text: The raw passage, only with ``include_text`` (untrusted: give a model
+            ``context_block``, never this).
     """
 
     rank: int
     score: float | None
     chunk_id: str
     citation: FilingCitation
-    text: str
+    text: str | None = None
 
 
 class SearchFilingsOutput(ToolModel):
@@ -462,7 +466,7 @@ def search_filings(inputs: SearchFilingsInput, run: ToolRun) -> SearchFilingsOut
                 score=finite(hit.score),
                 chunk_id=hit.chunk_id,
                 citation=FilingCitation.of(hit.citation),
-                text=hit.text,
+                text=hit.text if inputs.include_text else None,
             )
             for hit in hits
         ],
@@ -484,6 +488,8 @@ class GetFilingSectionInput(ToolInput):
         offset: First character of the section to return (to page through a long one).
         max_chars: Characters returned at most (1,000-100,000).
         index: ``default`` or ``demo``.
+        include_text: Also return the raw text in ``text`` (off by default: give a model
+            ``context_block`` only).
     """
 
     doc_id: DocId
@@ -491,6 +497,7 @@ class GetFilingSectionInput(ToolInput):
     offset: int = Field(default=0, ge=0, le=10_000_000)
     max_chars: int = Field(default=20_000, ge=1_000, le=100_000)
     index: IndexName = "default"
+    include_text: bool = False
 
 
 class GetFilingSectionOutput(ToolModel):
@@ -506,7 +513,8 @@ class GetFilingSectionOutput(ToolModel):
         offset: First section character returned.
         truncated: Whether the section goes on after the returned text.
         next_offset: ``offset`` for the next part, when truncated.
-        text: The returned text (untrusted: give a model ``context_block``, not this).
+        text: The raw returned text, only with ``include_text`` (untrusted: give a model
+            ``context_block``, never this).
         context_block: The text inside a delimited, labelled untrusted-data block: the only
             form to pass to a language model.
     """
@@ -520,7 +528,7 @@ class GetFilingSectionOutput(ToolModel):
     offset: int
     truncated: bool
     next_offset: int | None
-    text: str
+    text: str | None = None
     context_block: str
 
 
@@ -601,6 +609,6 @@ def get_filing_section(inputs: GetFilingSectionInput, run: ToolRun) -> GetFiling
         offset=inputs.offset,
         truncated=stop < len(section.text),
         next_offset=stop if stop < len(section.text) else None,
-        text=text,
+        text=text if inputs.include_text else None,
         context_block=render_untrusted([passage]),
     )

@@ -102,7 +102,7 @@ def _public_docs(as_of: str) -> set[str]:
 
 
 def test_search_returns_cited_passages(tools, index: FilingIndex) -> None:
-    env = _search(as_of="2023-01-31", item="1a")
+    env = _search(as_of="2023-01-31", item="1a", include_text=True)
     result = tools.ok(env)
     assert {h.citation.doc_id for h in result.hits} == set(DOCS)
     for hit in result.hits:
@@ -202,7 +202,8 @@ def test_the_index_is_opened_once_per_process(monkeypatch: pytest.MonkeyPatch) -
 
 def test_get_filing_section_returns_the_whole_item(tools, index: FilingIndex) -> None:
     env = run_tool(
-        "get_filing_section", {"doc_id": "acme-10k-2020", "item": "1a", "as_of": "2021-02-19"}
+        "get_filing_section",
+        {"doc_id": "acme-10k-2020", "item": "1a", "as_of": "2021-02-19", "include_text": True},
     )
     result = tools.ok(env)
     section = DOCS["acme-10k-2020"].sections[0]
@@ -221,7 +222,12 @@ def test_a_long_section_comes_in_parts(tools, index: FilingIndex) -> None:
     assert len(section.text) > 2000
     parts, offset = [], 0
     while offset is not None:
-        request = {"doc_id": "acme-10k-2019", "item": "7", "as_of": "2020-12-31"}
+        request = {
+            "doc_id": "acme-10k-2019",
+            "item": "7",
+            "as_of": "2020-12-31",
+            "include_text": True,
+        }
         result = tools.ok(
             run_tool("get_filing_section", {**request, "offset": offset, "max_chars": 1000})
         )
@@ -354,3 +360,10 @@ def test_the_examples_run_on_the_demo_filings(tools, tool: str) -> None:
     cut = datetime(2022, 12, 31, 21, 0, tzinfo=UTC)
     hits = getattr(result, "hits", None) or [result]
     assert all(h.citation.available_at <= cut for h in hits)
+
+
+def test_raw_text_is_left_out_unless_asked_for(tools, index: FilingIndex) -> None:
+    result = tools.ok(_search(as_of="2023-01-31", item="1a"))
+    assert result.hits
+    assert all(hit.text is None for hit in result.hits)
+    assert "<<<" in result.context_block

@@ -12,6 +12,8 @@ import quantdesk.tools as qt
 from quantdesk.tools import GUARDRAILS, list_tools, tool_names, tool_schema
 
 REQUIRED_TOOLS = {
+    "search_filings",
+    "get_filing_section",
     "fetch_prices",
     "validate_data",
     "compute_features",
