@@ -122,15 +122,15 @@ class FunctionModel:
                 usage=_usage_for(req, reply, []),
                 stop_reason="end_turn",
             )
-        calls = [reply] if isinstance(reply, ToolCall) else list(reply)
-        if not all(isinstance(c, ToolCall) for c in calls):
+        calls = [reply] if isinstance(reply, ToolCall) else reply
+        if not isinstance(calls, (list, tuple)) or not all(isinstance(c, ToolCall) for c in calls):
             raise InputError(
                 f"FunctionModel {self.model_id!r} got an unsupported reply {reply!r}.",
                 fix="return a str, a ToolCall, a list of ToolCall or a ModelResponse.",
             )
         return ModelResponse(
             model=self.model_id,
-            tool_calls=calls,
+            tool_calls=list(calls),
             usage=_usage_for(req, "", calls),
             stop_reason="tool_use" if calls else "end_turn",
         )
