@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         sec_email: Contact e-mail sent to SEC EDGAR (``QUANTDESK_SEC_EMAIL``).
         chroma_url: URL of a Chroma server (``QUANTDESK_CHROMA_URL``); empty means the
             embedded store under ``home``.
+        model: Language model id (``QUANTDESK_MODEL``): ``anthropic:<model>``,
+            ``openai:<model>``, ``openai-compatible:<model>@<base url>`` or ``offline`` (the
+            default when empty). API keys are read by the providers from their own variables
+            (``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY``, ``QUANTDESK_OPENAI_API_KEY``) and are
+            never part of the settings.
     """
 
     model_config = SettingsConfigDict(
@@ -47,6 +52,7 @@ class Settings(BaseSettings):
     sec_company: str = Field(default="")
     sec_email: str = Field(default="")
     chroma_url: str = Field(default="")
+    model: str = Field(default="")
 
 
 def get_settings() -> Settings:
