@@ -357,8 +357,8 @@ def evaluate_holdout(
         HoldoutEvaluationFailedError: ``fn`` raised; the attempt still counts.
         InputError: no holdout, empty hypothesis, or a nested evaluation.
     """
+    from quantdesk.quant_core.provenance import code_version, config_hash, config_json
     from quantdesk.quant_core.research_context import resolve_context
-    from quantdesk.quant_core.trials import code_version, config_hash, config_json
 
     ctx = resolve_context(context, path=path)
     if not ctx.has_holdout:

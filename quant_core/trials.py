@@ -2,7 +2,7 @@
 
 A *trial* is one evaluated configuration: a cross-validation or a backtest whose return series
 someone looked at. Selection bias grows with the number of trials, so each one is recorded in the
-registry database of :mod:`.research_context` (``QUANTDESK_HOME/registry.sqlite``) with its
+registry database of :mod:`.registry_db` (``QUANTDESK_HOME/registry.sqlite``) with its
 research context, time, config hash, data hash, code version, per-period moments and its return
 series (``trials/<trial_id>.parquet`` next to the database, SHA-256 in the row). The Deflated
 Sharpe Ratio of any trial then takes the number of trials N and the variance of their Sharpe
@@ -27,38 +27,32 @@ matrix to :func:`quantdesk.quant_core.sharpe_inference.effective_number_of_trial
 Prado 2020, *Machine Learning for Asset Managers*, §8.7; the method and its sources are
 documented there). Pairs sharing fewer than ``min_overlap`` observations count as uncorrelated,
 which can only raise N_eff (conservative). :meth:`TrialRegistry.deflated_sharpe` uses the plain
-count N unless asked for an effective method. Design notes: ``docs/trials_and_holdout.md``.
+count N unless asked for an effective method.
+
+The code lives in :mod:`.provenance` (code version, config hash), :mod:`.trial_record`
+(the row and its stored series) and :mod:`.trial_stats` (N, V, N_eff); this module holds the
+registry and re-exports their public names. Design notes: ``docs/trials_and_holdout.md``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
-import json
 import math
-import os
 import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import date, datetime
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from quantdesk.quant_core.dataset import frame_hash
-from quantdesk.quant_core.errors import (
-    DataError,
-    InputError,
-    InsufficientDataError,
-    QuantdeskRuntimeError,
-    SchemaError,
-)
+from quantdesk.quant_core.errors import InputError, InsufficientDataError, QuantdeskRuntimeError
+from quantdesk.quant_core.provenance import _sha256, code_version, config_hash, config_json
 from quantdesk.quant_core.research_context import (
     ResearchContext,
     connect_registry,
@@ -67,6 +61,19 @@ from quantdesk.quant_core.research_context import (
     resolve_context,
     utc_now,
     write_transaction,
+)
+from quantdesk.quant_core.trial_record import (
+    ANNUALIZATION,  # noqa: F401 (kept importable from here)
+    TrialRecord,
+    _return_dates,
+    _series_frame,
+    _write_atomic,
+)
+from quantdesk.quant_core.trial_stats import (
+    EffectiveMethod,
+    TrialStats,
+    _aligned_correlation,  # noqa: F401 (kept importable from here: tests call it)
+    _stats,
 )
 
 if TYPE_CHECKING:
@@ -89,229 +96,10 @@ TRIAL_KINDS: tuple[str, ...] = ("backtest", "cv", "walk_forward", "study", "othe
 # the counts, the trial budget and the deflation of search trials, and are deflated among
 # themselves (every hypothesis evaluated on the same holdout is one more look at it).
 HOLDOUT_KIND = "holdout"
-ANNUALIZATION = 252
-EffectiveMethod = Literal["count", "clusters", "average_correlation", "participation_ratio"]
-_EFFECTIVE_METHODS: tuple[str, ...] = get_args(EffectiveMethod)
 
 
 class TrialBudgetExceededError(InputError):
     """A research context has used its whole trial budget."""
-
-
-# --------------------------------------------------------------------------- provenance
-
-
-def _git_commit(root: Path) -> str | None:
-    """Read the checked-out commit from ``root/.git`` without running git (None if unknown)."""
-    try:
-        git_dir = root / ".git"
-        if git_dir.is_file():  # a worktree: ".git" holds "gitdir: <path>"
-            git_dir = (root / git_dir.read_text().split(":", 1)[1].strip()).resolve()
-        head = (git_dir / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head or None
-        ref = head.split(":", 1)[1].strip()
-        common = git_dir
-        if (git_dir / "commondir").is_file():
-            common = (git_dir / (git_dir / "commondir").read_text().strip()).resolve()
-        for base in (git_dir, common):
-            if (base / ref).is_file():
-                return (base / ref).read_text().strip()
-        packed = common / "packed-refs"
-        if packed.is_file():
-            for line in packed.read_text().splitlines():
-                if line.endswith(f" {ref}"):
-                    return line.split(" ", 1)[0]
-    except (OSError, IndexError):
-        return None
-    return None
-
-
-def code_version() -> str:
-    """Return ``<quantdesk version>+g<commit>`` (or just the version outside a git checkout).
-
-    The commit is read from the files under ``.git``; uncommitted changes are not detected.
-    """
-    import quantdesk
-
-    commit = _git_commit(Path(quantdesk.__file__).resolve().parent)
-    return f"{quantdesk.__version__}+g{commit[:12]}" if commit else quantdesk.__version__
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    if isinstance(value, (Path, uuid.UUID)):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
-    if hasattr(value, "model_dump"):  # pydantic models
-        return value.model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def config_json(config: Mapping[str, Any] | Any) -> str:
-    """Return the canonical JSON of a configuration (sorted keys, no spaces).
-
-    Accepts a mapping, a pydantic model or a dataclass; dates, paths, enums, numpy values and
-    sets are converted. Two configurations with the same content give the same string.
-
-    Raises:
-        InputError: the configuration holds a value with no JSON form, or NaN/inf.
-    """
-    payload = _json_default(config) if not isinstance(config, Mapping) else dict(config)
-    try:
-        return json.dumps(
-            payload, sort_keys=True, separators=(",", ":"), default=_json_default, allow_nan=False
-        )
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f"The configuration cannot be stored as JSON: {exc}.",
-            fix="pass plain values (numbers, strings, dates, lists, dicts, pydantic models) "
-            "and no NaN or infinity.",
-        ) from exc
-
-
-def config_hash(config: Mapping[str, Any] | Any) -> str:
-    """Return the SHA-256 hex digest of :func:`config_json` of ``config``."""
-    return _sha256(config_json(config).encode())
-
-
-def _sha256(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One recorded trial (a row of the registry).
-
-    Attributes:
-        trial_id: Random identifier (16 hex characters), also the parquet file name.
-        context_id: Research context it belongs to.
-        number: 1, 2, ... in order of recording within the context.
-        kind: One of :data:`TRIAL_KINDS`.
-        created_at: Recording time (UTC).
-        description: Free text.
-        config_hash: SHA-256 of ``config_json``.
-        config_json: Canonical JSON of the configuration.
-        data_hash: Content hash of the inputs (e.g. ``dataset.frame_hash(frame)``).
-        code_version: :func:`code_version` at recording time.
-        n_obs: Number of returns.
-        mean: Mean per-period return.
-        std: Standard deviation (``ddof=1``).
-        sr_per_period: ``mean / std`` (not annualised).
-        skew: Biased sample skewness.
-        kurtosis: Biased sample kurtosis, RAW (normal = 3).
-        first_date: First return date (``None`` for returns recorded without dates).
-        last_date: Last return date.
-        returns_path: Parquet file of the series (``date``, ``ret``).
-        returns_sha256: SHA-256 of that file.
-        period_sessions: Sessions per return (1 for daily series; ``h`` for a series of
-            non-overlapping ``h``-session holding periods).
-    """
-
-    trial_id: str
-    context_id: str
-    number: int
-    kind: str
-    created_at: datetime
-    description: str
-    config_hash: str
-    config_json: str
-    data_hash: str
-    code_version: str
-    n_obs: int
-    mean: float
-    std: float
-    sr_per_period: float
-    skew: float
-    kurtosis: float
-    first_date: date | None
-    last_date: date | None
-    returns_path: Path
-    returns_sha256: str
-    period_sessions: int = 1
-
-    @property
-    def sr_per_session(self) -> float:
-        """Sharpe ratio per session: ``sr_per_period / sqrt(period_sessions)``.
-
-        Trials with different period lengths are pooled in this unit (i.i.d. scaling).
-        """
-        return self.sr_per_period / math.sqrt(self.period_sessions)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The configuration as a dictionary."""
-        return json.loads(self.config_json)
-
-    @property
-    def sr_annualised(self) -> float:
-        """Annualised Sharpe ratio (``sr_per_session * sqrt(252)``)."""
-        return self.sr_per_session * math.sqrt(ANNUALIZATION)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dictionary."""
-        out = dataclasses.asdict(self)
-        out.update(
-            created_at=self.created_at.isoformat(),
-            first_date=None if self.first_date is None else self.first_date.isoformat(),
-            last_date=None if self.last_date is None else self.last_date.isoformat(),
-            returns_path=str(self.returns_path),
-            sr_annualised=self.sr_annualised,
-            kurtosis_convention="raw",
-        )
-        return out
-
-
-@dataclass(frozen=True)
-class TrialStats:
-    """What the DSR needs from a context's trials.
-
-    Attributes:
-        context_id: The research context.
-        kind: Trial kind the statistics were restricted to (``None``: all kinds).
-        n_trials: Number of trials N.
-        var_trial_sharpes: Variance (``ddof=1``) of the per-period trial Sharpes; 0.0 when N = 1
-            (one trial involves no selection).
-        mean_trial_sharpe: Mean per-period trial Sharpe.
-        max_trial_sharpe: Largest per-period trial Sharpe.
-        n_effective: Effective number of independent trials (equals N with ``method="count"``).
-        mean_correlation: Mean pairwise correlation ρ̄ of the aligned return series (``None``
-            when not computed).
-        method: ``"count"`` (N_eff = N) or ``"mean_correlation"`` (N_eff = ρ̄ + (1 - ρ̄) N).
-        min_overlap: Fewest shared observations for a pair's correlation to be used.
-        trial_ids: The trials included, in recording order.
-    """
-
-    context_id: str
-    kind: str | None
-    n_trials: int
-    var_trial_sharpes: float
-    mean_trial_sharpe: float
-    max_trial_sharpe: float
-    n_effective: float
-    mean_correlation: float | None
-    method: str
-    min_overlap: int
-    trial_ids: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dictionary."""
-        out = dataclasses.asdict(self)
-        out["trial_ids"] = list(self.trial_ids)
-        return out
 
 
 # --------------------------------------------------------------------------- the registry
@@ -734,136 +522,3 @@ class TrialRegistry:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _return_dates(returns: Any) -> pl.Series | None:
-    """Return the ``date`` column of a returns frame (None without one), checked."""
-    if not isinstance(returns, pl.DataFrame) or "date" not in returns.columns:
-        return None
-    dates = returns["date"]
-    if isinstance(dates.dtype, pl.Datetime):
-        dates = dates.dt.date()
-    elif dates.dtype != pl.Date:
-        raise SchemaError(
-            f"The returns' date column has type {dates.dtype}.",
-            fix="cast it to pl.Date, e.g. pl.col('date').str.to_date().",
-        )
-    if dates.null_count():
-        raise DataError(
-            f"The returns have {dates.null_count()} null date(s).", fix="drop those rows."
-        )
-    if not (dates.is_sorted() and dates.n_unique() == dates.len()):
-        raise DataError(
-            "The returns' dates are not strictly increasing (unsorted or duplicated).",
-            fix="sort by date and aggregate duplicates (one return per period).",
-        )
-    return dates
-
-
-def _series_frame(dates: pl.Series | None, values: np.ndarray) -> pl.DataFrame:
-    if dates is None:
-        dates = pl.Series([None] * values.size, dtype=pl.Date)
-    return pl.DataFrame({"date": dates, "ret": values})
-
-
-def _write_atomic(frame: pl.DataFrame, target: Path) -> str:
-    """Write ``frame`` as parquet to ``target`` atomically and durably; return its SHA-256."""
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    content = buffer.getvalue()
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-            fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise QuantdeskRuntimeError(
-            f"Cannot write the trial returns to {target}: {exc}.",
-            fix="check that QUANTDESK_HOME is a writable local folder with free space.",
-        ) from exc
-    return _sha256(content)
-
-
-def _aligned_correlation(series: list[pl.DataFrame], min_overlap: int) -> np.ndarray:
-    """Pairwise Pearson correlation of return series aligned on their dates.
-
-    Each pair uses the dates both series have. Series stored without dates align by position
-    with each other and never with dated ones. Pairs sharing fewer than ``min_overlap``
-    observations (or constant on their overlap) get 0.
-    """
-    keys = []
-    for frame in series:
-        dates = frame["date"]
-        if dates.null_count() == 0:
-            keys.append(dates.to_physical().to_numpy().astype(np.int64))
-        else:  # dateless: a key space of its own, far from any date's day number
-            keys.append(np.arange(frame.height, dtype=np.int64) + 10**9)
-    union = np.unique(np.concatenate(keys))
-    x = np.full((union.size, len(series)), np.nan)
-    for j, (key, frame) in enumerate(zip(keys, series, strict=True)):
-        x[np.searchsorted(union, key), j] = frame["ret"].to_numpy()
-    present = ~np.isnan(x)
-    mask = present.astype(np.float64)
-    x = np.where(present, x - np.nanmean(x, axis=0), 0.0)  # centring improves the sums' precision
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n = mask.T @ mask
-        mean_i = (x.T @ mask) / n  # [i, j]: mean of series i over the dates shared with j
-        var_i = ((x**2).T @ mask) / n - mean_i**2
-        cov = (x.T @ x) / n - mean_i * mean_i.T
-        corr = cov / np.sqrt(var_i * var_i.T)
-        # A series constant on the overlap leaves a rounding residue, not a variance.
-        varies = var_i > 1e-10 * (((x**2).T @ mask) / n)
-    usable = (n >= min_overlap) & varies & varies.T & np.isfinite(corr)
-    corr = np.where(usable, np.clip(corr, -1.0, 1.0), 0.0)
-    corr = (corr + corr.T) / 2.0
-    np.fill_diagonal(corr, 1.0)
-    return corr
-
-
-def _stats(
-    context_id: str,
-    kind: str | None,
-    sharpes: dict[str, float],
-    series: list[pl.DataFrame],
-    method: str,
-    min_correlation: float,
-    min_overlap: int,
-) -> TrialStats:
-    if method not in _EFFECTIVE_METHODS:
-        raise InputError(f"method={method!r} is unknown.", fix=f"use one of {_EFFECTIVE_METHODS}.")
-    if isinstance(min_overlap, bool) or not isinstance(min_overlap, int) or min_overlap < 3:
-        raise InputError(f"min_overlap={min_overlap!r} is invalid.", fix="pass an integer >= 3.")
-    values = np.fromiter(sharpes.values(), dtype=np.float64, count=len(sharpes))
-    n = values.size
-    n_eff, rho = float(n), None
-    if method != "count" and n > 1:
-        from quantdesk.quant_core.sharpe_inference import effective_number_of_trials
-
-        corr = _aligned_correlation(series, min_overlap)
-        rho = float((corr.sum() - n) / (n * (n - 1)))
-        n_eff = effective_number_of_trials(
-            correlation=corr, method=method, min_correlation=min_correlation
-        )
-    return TrialStats(
-        context_id=context_id,
-        kind=kind,
-        n_trials=n,
-        var_trial_sharpes=float(np.var(values, ddof=1)) if n > 1 else 0.0,
-        mean_trial_sharpe=float(values.mean()),
-        max_trial_sharpe=float(values.max()),
-        n_effective=n_eff,
-        mean_correlation=rho,
-        method=method,
-        min_overlap=min_overlap,
-        trial_ids=tuple(sharpes),
-    )
