@@ -1,0 +1,3 @@
+"""The LangGraph research graph: researcher, critic and risk agents."""
+
+__all__: list[str] = []
