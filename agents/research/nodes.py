@@ -1,0 +1,435 @@
+"""Nodes of the research graph: plan, researcher, tools, critic, risk, decide, holdout, report.
+
+Each node is a method of :class:`ResearchNodes`, which holds what the graph was built with (the
+injected models, the tool runner, the offered tools, the limits): nothing lives in a module
+global. Every node returns a :class:`~langgraph.types.Command` whose ``Literal`` return type
+declares where it may go.
+
+Tool calls never run inside the researcher, critic or risk nodes: those nodes queue them in
+``pending_calls`` and the ``tools`` node runs one per step, so every completed call is in a
+checkpoint before the next starts. A call whose id is already in ``done_call_ids`` is skipped,
+which is what keeps a session resumed after a crash from repeating a call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+from langgraph.graph import END
+from langgraph.types import Command, interrupt
+
+from quantdesk.agents.messages import Message, ModelRequest, ToolCall, ToolDefinition, ToolResult
+from quantdesk.agents.model import Model, request_structured
+from quantdesk.agents.research import prompts, rules
+from quantdesk.agents.research.state import (
+    Critique,
+    ResearchState,
+    RiskLimits,
+    ToolLogEntry,
+    primary_trial,
+)
+from quantdesk.tools import Envelope, get_tool
+
+__all__ = ["HoldoutMode", "ResearchNodes", "ToolRunner", "is_offline"]
+
+ToolRunner = Callable[[str, dict[str, Any]], Envelope[Any]]
+HoldoutMode = Literal["skip", "ask", "run"]
+_MAX_RESULT_CHARS = 60_000
+
+
+def is_offline(model: Model) -> bool:
+    """Whether ``model`` is the rule-driven offline policy."""
+    return model.model_id.split(":", 1)[0] == "offline"
+
+
+def _not_offered(name: str, offered: list[str]) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "tool": name,
+        "result": None,
+        "warnings": [],
+        "guardrails": [],
+        "provenance": {"tool": name},
+        "error": {
+            "kind": "bad_input",
+            "field": None,
+            "guardrail": None,
+            "message": f"Tool {name!r} is not offered in this research session.",
+            "fix": f"call one of: {', '.join(offered)}.",
+            "retryable": False,
+        },
+        "timings": {},
+    }
+
+
+class ResearchNodes:
+    """The nodes, bound to what the graph was built with.
+
+    Args:
+        model: The researcher's model.
+        critic_model: The critic's model (default: ``model``).
+        critic: ``rules`` (the offline critic), ``model`` (structured critique from
+            ``critic_model``) or ``auto`` (rules when the critic model is the offline one).
+        tools: Names of the tools offered to the researcher and the critic.
+        tool_runner: ``runner(name, payload) -> Envelope`` (``quantdesk.tools.run_tool``).
+        rounds: Critic reviews that may ask for extra tests or a rebuttal.
+        max_steps: Researcher model calls allowed per round.
+        risk_limits: Veto thresholds of the risk node.
+        holdout_mode: ``skip`` (batch default), ``ask`` (interrupt for approval) or ``run``.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        critic_model: Model | None,
+        critic: Literal["auto", "rules", "model"],
+        tools: list[str],
+        tool_runner: ToolRunner,
+        rounds: int,
+        max_steps: int,
+        risk_limits: RiskLimits,
+        holdout_mode: HoldoutMode,
+    ) -> None:
+        self.model = model
+        self.critic_model = critic_model or model
+        self.use_rules = critic == "rules" or (critic == "auto" and is_offline(self.critic_model))
+        self.tools = tools
+        self.tool_defs = [
+            ToolDefinition(
+                name=name,
+                description=get_tool(name).summary,
+                input_schema=get_tool(name).input_schema(),
+            )
+            for name in tools
+        ]
+        self.tool_runner = tool_runner
+        self.rounds = rounds
+        self.max_steps = max_steps
+        self.risk_limits = risk_limits
+        self.holdout_mode = holdout_mode
+
+    # ------------------------------------------------------------------ plan and researcher
+
+    def plan(self, state: ResearchState) -> Command[Literal["researcher"]]:
+        """Seed the conversation (system prompt with the context, the question)."""
+        if state.get("messages"):
+            return Command(goto="researcher")
+        messages = [
+            Message(role="system", content=prompts.researcher_system_prompt(state["context"])),
+            Message(role="user", content=state["question"]),
+        ]
+        return Command(
+            goto="researcher",
+            update={
+                "messages": [m.model_dump(mode="json") for m in messages],
+                "pending_calls": [],
+                "tool_log": [],
+                "done_call_ids": [],
+                "researcher_steps": 0,
+                "hypotheses": [],
+                "critiques": [],
+                "risk_findings": {},
+                "citations": {},
+                "round": 0,
+                "holdout": {},
+            },
+        )
+
+    def _used_ids(self, state: ResearchState) -> set[str]:
+        used = set(state.get("done_call_ids", []))
+        for message in state.get("messages", []):
+            used.update(call["id"] for call in message.get("tool_calls", []))
+        return used
+
+    async def researcher(self, state: ResearchState) -> Command[Literal["tools", "critic"]]:
+        """One model call: queue its tool calls, or record its final answer as the hypothesis."""
+        steps = state.get("researcher_steps", 0)
+        messages = list(state["messages"])
+        if steps >= self.max_steps * (1 + state.get("round", 0)):
+            return Command(
+                goto="critic",
+                update=self._hypothesis(
+                    state,
+                    f"(step limit reached after {steps} model calls: no hypothesis stated)",
+                    "graph",
+                ),
+            )
+        request = ModelRequest(
+            messages=[Message.model_validate(m) for m in messages], tools=self.tool_defs
+        )
+        response = await self.model.request(request)
+        if not response.tool_calls:
+            messages.append(response.to_message().model_dump(mode="json"))
+            update = self._hypothesis(state, response.text, response.model)
+            return Command(
+                goto="critic",
+                update={**update, "messages": messages, "researcher_steps": steps + 1},
+            )
+        used = self._used_ids(state)
+        calls = []
+        for call in response.tool_calls:
+            call_id, n = call.id, 1
+            while call_id in used:  # providers may reuse ids across turns; ids must be unique
+                call_id, n = f"{call.id}~{n}", n + 1
+            used.add(call_id)
+            calls.append(ToolCall(id=call_id, name=call.name, arguments=call.arguments))
+        assistant = Message(role="assistant", content=response.text, tool_calls=calls)
+        pending = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments, "origin": "researcher"}
+            for c in calls
+        ]
+        return Command(
+            goto="tools",
+            update={
+                "messages": [*messages, assistant.model_dump(mode="json")],
+                "pending_calls": pending,
+                "researcher_steps": steps + 1,
+            },
+        )
+
+    @staticmethod
+    def _hypothesis(state: ResearchState, text: str, by: str) -> dict[str, Any]:
+        primary = primary_trial(state)
+        hypotheses = list(state.get("hypotheses", []))
+        hypotheses.append(
+            {
+                "id": f"H{len(hypotheses) + 1}",
+                "round": state.get("round", 0),
+                "text": text,
+                "model": by,
+                "trial_call_id": primary["id"] if primary else None,
+                "trial_id": rules.result_of(primary)["trial"]["trial_id"] if primary else None,
+            }
+        )
+        return {"hypotheses": hypotheses}
+
+    # ------------------------------------------------------------------ tools
+
+    def _run(self, call: dict[str, Any], state: ResearchState) -> ToolLogEntry:
+        name, arguments = call["name"], dict(call["arguments"])
+        context_id = state["context"].get("id")
+        if name not in self.tools:
+            envelope = _not_offered(name, self.tools)
+        else:
+            # Pin every call to the session's context, so its trials count where they belong.
+            if context_id and "context" not in arguments:
+                arguments["context"] = context_id
+            envelope = self.tool_runner(name, arguments).to_json_dict()
+        return ToolLogEntry(
+            id=call["id"],
+            name=name,
+            arguments=arguments,
+            origin=call["origin"],
+            round=state.get("round", 0),
+            ok=bool(envelope.get("ok")),
+            envelope=envelope,
+        )
+
+    def tools_node(
+        self, state: ResearchState
+    ) -> Command[Literal["tools", "researcher", "critic", "risk", "holdout"]]:
+        """Run the next pending call (unless it already ran), then continue or hand back."""
+        pending = list(state.get("pending_calls", []))
+        if not pending:
+            return Command(goto="researcher")
+        call, rest = pending[0], pending[1:]
+        log = list(state.get("tool_log", []))
+        done = list(state.get("done_call_ids", []))
+        if call["id"] not in done:
+            log.append(self._run(call, state))
+            done.append(call["id"])
+        update: dict[str, Any] = {"pending_calls": rest, "tool_log": log, "done_call_ids": done}
+        if rest:
+            return Command(goto="tools", update=update)
+        origin = call["origin"]
+        if origin == "researcher":
+            update["messages"] = self._with_results(state["messages"], log)
+        return Command(goto=origin, update=update)
+
+    @staticmethod
+    def _with_results(
+        messages: list[dict[str, Any]], log: list[ToolLogEntry]
+    ) -> list[dict[str, Any]]:
+        """Answer the last assistant turn's tool calls with one tool message."""
+        by_id = {entry["id"]: entry for entry in log}
+        results = []
+        for call in messages[-1].get("tool_calls", []):
+            entry = by_id[call["id"]]
+            content = json.dumps(entry["envelope"], sort_keys=True)
+            if len(content) > _MAX_RESULT_CHARS:
+                content = content[:_MAX_RESULT_CHARS] + " ...(truncated)"
+            results.append(
+                ToolResult(
+                    tool_call_id=entry["id"],
+                    name=entry["name"],
+                    content=content,
+                    is_error=not entry["ok"],
+                )
+            )
+        tool_message = Message(role="tool", tool_results=results)
+        return [*messages, tool_message.model_dump(mode="json")]
+
+    # ------------------------------------------------------------------ critic
+
+    async def critic(self, state: ResearchState) -> Command[Literal["tools", "researcher", "risk"]]:
+        """Review the hypothesis; ask for extra tests or a rebuttal while rounds remain."""
+        review = state.get("round", 0) + 1
+        may_request = review <= self.rounds
+        if self.use_rules:
+            critique = rules.rule_critique(
+                state, review=review, may_request=may_request, tools=set(self.tools)
+            )
+            by = "rules"
+        else:
+            request = ModelRequest(
+                messages=[
+                    Message(role="system", content=prompts.CRITIC_SYSTEM),
+                    Message(role="user", content=prompts.critic_user_prompt(state, self.tools)),
+                ]
+            )
+            structured = await request_structured(self.critic_model, request, Critique)
+            critique = structured[0]  # type: ignore[assignment]
+            by = structured[1].model
+        tests = [t for t in critique.requested_tests if may_request]
+        pending = [
+            {
+                "id": self._critic_call_id(review, i, t.tool),
+                "name": t.tool,
+                "arguments": t.arguments,
+                "origin": "critic",
+            }
+            for i, t in enumerate(tests)
+        ]
+        record = {"round": review, "by": by, **critique.model_dump(mode="json")}
+        update: dict[str, Any] = {
+            "critiques": [*state.get("critiques", []), record],
+            "round": review,
+        }
+        if pending:
+            return Command(goto="tools", update={**update, "pending_calls": pending})
+        blocking = [c for c in critique.concerns if c.severity == "blocking"]
+        if blocking and may_request and not is_offline(self.model):
+            rebuttal = Message(role="user", content=prompts.rebuttal_prompt(record))
+            messages = [*state["messages"], rebuttal.model_dump(mode="json")]
+            return Command(goto="researcher", update={**update, "messages": messages})
+        return Command(goto="risk", update=update)
+
+    def _critic_call_id(self, review: int, index: int, tool: str) -> str:
+        if self.use_rules:
+            # rules.split_sample_tests asks for: first half, second half, DSR refresh.
+            return f"critic_r{review}_" + ("split_first", "split_second", "dsr")[index]
+        return f"critic_r{review}_{index}_{tool}"
+
+    # ------------------------------------------------------------------ risk, decision, holdout
+
+    def risk(self, state: ResearchState) -> Command[Literal["tools", "decide"]]:
+        """Assess the primary trial's risk report (asking for one if needed); may veto."""
+        primary = primary_trial(state)
+        if primary is None:
+            finding = {"severity": "info", "text": "no trial to assess"}
+            return Command(
+                goto="decide", update={"risk_findings": {"veto": False, "findings": [finding]}}
+            )
+        trial_id = rules.result_of(primary)["trial"]["trial_id"]
+        reports = [
+            e
+            for e in state.get("tool_log", [])
+            if e["name"] == "risk_report" and (e["arguments"].get("trial_id") == trial_id)
+        ]
+        if not reports:
+            call_id = f"risk_{trial_id}"
+            if "risk_report" in self.tools and call_id not in state.get("done_call_ids", []):
+                call = {
+                    "id": call_id,
+                    "name": "risk_report",
+                    "arguments": {"trial_id": trial_id},
+                    "origin": "risk",
+                }
+                return Command(goto="tools", update={"pending_calls": [call]})
+            finding = {"severity": "veto", "text": "risk_report is not available: risk unassessed"}
+            return Command(
+                goto="decide", update={"risk_findings": {"veto": True, "findings": [finding]}}
+            )
+        return Command(
+            goto="decide",
+            update={"risk_findings": rules.risk_assessment(reports[-1], self.risk_limits)},
+        )
+
+    def decide(self, state: ResearchState) -> Command[Literal["holdout", "report"]]:
+        """Apply the decision rule (see :func:`rules.decide`)."""
+        decision = rules.decide(state)
+        return Command(goto="holdout", update={"decision": decision})
+
+    def holdout(self, state: ResearchState) -> Command[Literal["tools", "report"]]:
+        """Evaluate the accepted hypothesis on the holdout: once, and with approval if asked."""
+        status = dict(state.get("holdout") or {})
+        call_id = "holdout_evaluate"
+        if call_id in state.get("done_call_ids", []):
+            entry = next(e for e in state["tool_log"] if e["id"] == call_id)
+            perf = rules.result_of(entry).get("performance") or {}
+            note = f"holdout Sharpe {prompts.fmt(perf.get('sharpe'), '.2f')} {prompts.cite(entry)}"
+            update: dict[str, Any] = {
+                "holdout": {"status": "evaluated", "call_id": call_id, "note": note}
+            }
+            if not entry["ok"] or (perf.get("sharpe") or 0.0) <= 0:
+                decision = dict(state["decision"])
+                decision["kind"] = "reject"
+                decision["reasons"] = [*decision["reasons"], f"holdout failed: {note}"]
+                update["decision"] = decision
+            return Command(goto="report", update=update)
+        primary = primary_trial(state)
+        reason = None
+        if state["decision"]["kind"] != "accept":
+            reason = "not evaluated: the hypothesis was not accepted"
+        elif not state["context"].get("holdout_start"):
+            reason = "not evaluated: the research context has no holdout window"
+        elif (
+            "evaluate_holdout" not in self.tools or primary is None or primary["name"] != "backtest"
+        ):
+            reason = "not evaluated: needs a backtest hypothesis and the evaluate_holdout tool"
+        elif self.holdout_mode == "skip":
+            reason = "not evaluated: batch mode (holdout_mode='skip')"
+        if reason:
+            return Command(
+                goto="report", update={"holdout": {**status, "status": "skipped", "note": reason}}
+            )
+        hypothesis = state["hypotheses"][-1]
+        arguments = {k: v for k, v in primary["arguments"].items() if k != "as_of"}
+        arguments.update(
+            hypothesis=f"{hypothesis['id']}-{primary['id']}"[:200],
+            description=hypothesis["text"][:2000],
+        )
+        if self.holdout_mode == "ask":
+            answer = interrupt(
+                {
+                    "question": "Evaluate the accepted hypothesis on the holdout? It can be "
+                    "evaluated once; answer True to approve.",
+                    "hypothesis": hypothesis["text"],
+                    "tool": "evaluate_holdout",
+                    "arguments": arguments,
+                }
+            )
+            if answer is not True:
+                note = "declined by the person: not evaluated"
+                return Command(
+                    goto="report", update={"holdout": {"status": "declined", "note": note}}
+                )
+        call = {
+            "id": call_id,
+            "name": "evaluate_holdout",
+            "arguments": arguments,
+            "origin": "holdout",
+        }
+        return Command(
+            goto="tools",
+            update={"pending_calls": [call], "holdout": {"status": "approved", "call_id": call_id}},
+        )
+
+    def report(self, state: ResearchState) -> Command[Literal["__end__"]]:
+        """Write the markdown report and the citation index."""
+        citations = {e["id"]: e["name"] for e in state.get("tool_log", [])}
+        text = prompts.render_report(state, model_id=self.model.model_id)
+        return Command(goto=END, update={"report": text, "citations": citations})
