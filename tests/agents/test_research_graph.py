@@ -157,6 +157,9 @@ def test_holdout_evaluation_waits_for_approval_and_runs_once() -> None:
     assert done.status == "complete"
     assert [c["name"] for c in done.tool_calls].count("evaluate_holdout") == 1
     assert done.state["holdout"]["status"] == "evaluated"
+    # the demo market's momentum switches off after 80% of its sessions: the holdout says so
+    assert done.decision == "reject"
+    assert "holdout failed" in done.state["decision"]["reasons"][-1]
 
 
 def test_graph_options_are_checked() -> None:
