@@ -1,8 +1,8 @@
-"""``quantdesk demo``: the main job on embedded defaults (no keys, no network).
+"""``quantdesk study``: a purged walk-forward study of a momentum signal on synthetic data.
 
-Until the agent research session lands, the demo is a purged walk-forward study of a momentum
-signal on the seeded synthetic demo universe, whose planted effect is known, so the reader can
-check that the study recovers it.
+The study runs on the seeded synthetic demo universe, whose planted effect is known, so the
+reader can check that it recovers it. (It was the main job until the agent research session,
+``quantdesk demo``, took its place.)
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from quantdesk.cli._output import echo_markdown
 if TYPE_CHECKING:
     from quantdesk.quant_core.synthetic import SyntheticMarket
 
-__all__ = ["demo"]
+__all__ = ["study"]
 
 
-def demo(
+def study(
     seed: int = typer.Option(7, min=0, help="Seed of the synthetic market and the model."),
     model: str = typer.Option("lightgbm", help="lightgbm | linear."),
     folds: int = typer.Option(5, min=2, help="Walk-forward test folds."),
@@ -45,7 +45,7 @@ def demo(
     )
     result = run_walk_forward_study(market.prices, config)
     echo_markdown(
-        result.to_markdown(title="quantdesk demo: walk-forward momentum study (synthetic data)")
+        result.to_markdown(title="quantdesk study: walk-forward momentum study (synthetic data)")
     )
     echo_markdown(_truth_markdown(market))
     click.echo(f"\nDemo finished in {time.perf_counter() - tick:.1f}s.")

@@ -17,9 +17,10 @@ import typer
 from quantdesk import __version__
 from quantdesk.cli.backtest_command import backtest_command
 from quantdesk.cli.data_commands import data_app
-from quantdesk.cli.demo_command import demo
+from quantdesk.cli.demo_command import study
 from quantdesk.cli.filings_commands import filings_app
 from quantdesk.cli.model_commands import model_app
+from quantdesk.cli.research_command import demo, research_command
 from quantdesk.cli.research_commands import context_app, report_command, trials_app
 from quantdesk.cli.tool_commands import mcp_command, skill_app, tool_app
 from quantdesk.quant_core.errors import InputError, QuantdeskError, QuantdeskRuntimeError
@@ -68,6 +69,8 @@ app.command("mcp")(mcp_command)
 app.command("backtest")(backtest_command)
 app.command("report")(report_command)
 app.command("demo")(demo)
+app.command("research")(research_command)
+app.command("study")(study)
 
 
 def main(argv: list[str] | None = None) -> None:
