@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 from quantdesk.quant_core.backtest import BacktestConfig, BacktestWarning, backtest_arrays
 from quantdesk.quant_core.backtest_kernel import KERNEL_ENV, kernel_choice, numba_available
 from quantdesk.quant_core.costs import CostModel
-from quantdesk.quant_core.errors import ConfigError, DataError, InputError, InsufficientDataError
+from quantdesk.quant_core.errors import (
+    ConfigError,
+    DataError,
+    InputError,
+    InsufficientDataError,
+    QuantdeskError,
+)
 
 pytest.importorskip("numba", reason="the compiled kernel needs numba")
 
@@ -172,9 +178,21 @@ def test_kernels_agree_with_square_root_impact(seed, execution, every, coef, cap
     cfg = BacktestConfig(
         execution=execution, costs={"impact_coef": coef, "impact_window": 10}, capital=capital
     )
-    numpy_run, numba_run = both(
-        close, opens, targets, rebalance=mask, dollar_volume=close * volume, config=cfg
-    )
+    args = (close, opens, targets)
+    options = {"rebalance": mask, "dollar_volume": close * volume, "config": cfg}
+    errors = []
+    for name in KERNELS:
+        with kernel(name):
+            try:
+                backtest_arrays(*args, **options)
+            except QuantdeskError as exc:  # e.g. impact so large the book goes bankrupt
+                errors.append((type(exc), str(exc)))
+    if errors:
+        # an undefined run is refused by both kernels, with the same error
+        assert len(errors) == len(KERNELS)
+        assert errors[0] == errors[1]
+        return
+    numpy_run, numba_run = both(*args, **options)
     assert numba_run.impact.max() > 0.0
     assert_same(numba_run, numpy_run, atol=1e-12)
 
