@@ -143,13 +143,19 @@ def _load() -> dict[str, ToolSpec]:
 
 
 def list_tools() -> list[ToolSpec]:
-    """Return every registered tool, in a stable order (data, features, CV, ...)."""
-    return list(_load().values())
+    """Return every registered tool, in a stable order (data, features, CV, ...).
+
+    The order follows ``_TOOL_MODULES`` and the definition order within each module, whatever
+    order the modules happened to be imported in.
+    """
+    rank = {module: k for k, module in enumerate(_TOOL_MODULES)}
+    specs = list(_load().values())
+    return sorted(specs, key=lambda spec: rank.get(spec.function.__module__, len(rank)))
 
 
 def tool_names() -> list[str]:
-    """Return the names of the registered tools."""
-    return list(_load())
+    """Return the names of the registered tools, in :func:`list_tools` order."""
+    return [spec.name for spec in list_tools()]
 
 
 def get_tool(name: str) -> ToolSpec | None:
