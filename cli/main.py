@@ -18,6 +18,7 @@ from quantdesk import __version__
 from quantdesk.cli.backtest_command import backtest_command
 from quantdesk.cli.data_commands import data_app
 from quantdesk.cli.demo_command import study
+from quantdesk.cli.eval_commands import eval_app
 from quantdesk.cli.filings_commands import filings_app
 from quantdesk.cli.model_commands import model_app
 from quantdesk.cli.research_command import demo, research_command
@@ -63,6 +64,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(context_app, name="context")
 app.add_typer(trials_app, name="trials")
 app.add_typer(filings_app, name="filings")
+app.add_typer(eval_app, name="eval")
 app.add_typer(tool_app, name="tool")
 app.add_typer(skill_app, name="skill")
 app.command("mcp")(mcp_command)
