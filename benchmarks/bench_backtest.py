@@ -67,7 +67,9 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _panel
 
-from quantdesk.quant_core.backtest import BacktestConfig, backtest_arrays, run_backtest
+from quantdesk.quant_core.backtest import run_backtest
+from quantdesk.quant_core.backtest_config import BacktestConfig
+from quantdesk.quant_core.backtest_engine import backtest_arrays
 from quantdesk.quant_core.portfolio import dense_panel, rebalance_mask
 from quantdesk.quant_core.synthetic import synthetic_market
 

@@ -65,7 +65,8 @@ def backtest_command(
     """Backtest a signal with costs and a one-bar execution lag; report whether it is real."""
     import polars as pl
 
-    from quantdesk.quant_core.backtest import BacktestConfig, backtest_signal
+    from quantdesk.quant_core.backtest import backtest_signal
+    from quantdesk.quant_core.backtest_config import BacktestConfig
     from quantdesk.quant_core.costs import CostModel
     from quantdesk.quant_core.features import compute_features
     from quantdesk.quant_core.multiple_testing import sharpe_confidence_interval

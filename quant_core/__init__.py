@@ -12,13 +12,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from quantdesk.quant_core.backtest import (
-        BacktestConfig,
-        BacktestResult,
-        backtest_arrays,
-        backtest_signal,
-        run_backtest,
-    )
+    from quantdesk.quant_core.backtest import BacktestResult, backtest_signal, run_backtest
+    from quantdesk.quant_core.backtest_config import BacktestConfig
+    from quantdesk.quant_core.backtest_engine import backtest_arrays
     from quantdesk.quant_core.corporate_actions import adjust_prices, adjustment_factors
     from quantdesk.quant_core.costs import CostModel
     from quantdesk.quant_core.dataset import Dataset, make_dataset
@@ -246,9 +242,9 @@ _EXPORTS: dict[str, str] = {
     "list_contexts": "research_context",
     "outside_holdout": "research_context",
     "use_context": "research_context",
-    "BacktestConfig": "backtest",
+    "BacktestConfig": "backtest_config",
     "BacktestResult": "backtest",
-    "backtest_arrays": "backtest",
+    "backtest_arrays": "backtest_engine",
     "backtest_signal": "backtest",
     "run_backtest": "backtest",
     "CostModel": "costs",

@@ -1,7 +1,7 @@
 """A compiled per-session kernel of the backtest engine (numba), used when numba is installed.
 
 The kernel walks the sessions once and keeps the book the obvious way, as shares and cash (the
-model of :mod:`quantdesk.quant_core.backtest`, per unit of starting capital):
+model of :mod:`quantdesk.quant_core.backtest_engine`, per unit of starting capital):
 
 * each session ``t`` first pays the borrow fee on the short value held at the close of
   ``t - 1`` from cash;
@@ -44,7 +44,8 @@ from quantdesk.quant_core.costs import COST_KINDS
 from quantdesk.quant_core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from quantdesk.quant_core.backtest import ArrayBacktest, BacktestConfig
+    from quantdesk.quant_core.backtest_config import BacktestConfig
+    from quantdesk.quant_core.backtest_engine import ArrayBacktest
 
 __all__ = ["KERNEL_ENV", "Kernel", "kernel_choice", "numba_available", "simulate"]
 
@@ -207,11 +208,11 @@ def simulate(
         notes: What the preparation adjusted.
 
     Returns:
-        The :class:`~quantdesk.quant_core.backtest.ArrayBacktest`, or ``None`` when the run
+        The :class:`~quantdesk.quant_core.backtest_engine.ArrayBacktest`, or ``None`` when the run
         is not well defined (bankrupt, non-finite input, undefined impact): the caller then
         runs the numpy engine, which raises the error that explains it.
     """
-    from quantdesk.quant_core.backtest import ArrayBacktest
+    from quantdesk.quant_core.backtest_engine import ArrayBacktest
 
     costs = cfg.costs
     trades = decisions + 1

@@ -243,7 +243,8 @@ def run_strategy(
     """
     import polars as pl
 
-    from quantdesk.quant_core.backtest import BacktestConfig, backtest_signal
+    from quantdesk.quant_core.backtest import backtest_signal
+    from quantdesk.quant_core.backtest_config import BacktestConfig
     from quantdesk.quant_core.errors import ConfigError
 
     names = resolve_feature_names(FeatureSetInput(names=[strategy.signal]), field="strategy.signal")

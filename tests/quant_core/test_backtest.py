@@ -13,13 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from quantdesk.quant_core.backtest import (
-    BacktestConfig,
-    BacktestWarning,
-    backtest_arrays,
-    backtest_signal,
-    run_backtest,
-)
+from quantdesk.quant_core.backtest import backtest_signal, run_backtest
+from quantdesk.quant_core.backtest_config import BacktestConfig, BacktestWarning
+from quantdesk.quant_core.backtest_engine import backtest_arrays
 from quantdesk.quant_core.costs import CostModel
 from quantdesk.quant_core.errors import (
     ConfigError,

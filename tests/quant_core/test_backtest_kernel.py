@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantdesk.quant_core.backtest import BacktestConfig, BacktestWarning, backtest_arrays
+from quantdesk.quant_core.backtest_config import BacktestConfig, BacktestWarning
+from quantdesk.quant_core.backtest_engine import backtest_arrays
 from quantdesk.quant_core.backtest_kernel import KERNEL_ENV, kernel_choice, numba_available
 from quantdesk.quant_core.costs import CostModel
 from quantdesk.quant_core.errors import (

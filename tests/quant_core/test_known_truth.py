@@ -24,7 +24,7 @@ from quantdesk.quant_core import (
     synthetic_market,
     use_context,
 )
-from quantdesk.quant_core.backtest import BacktestWarning
+from quantdesk.quant_core.backtest_config import BacktestWarning
 
 
 def _scores(prices: pl.DataFrame, feature: str, sign: float) -> pl.DataFrame:
