@@ -31,7 +31,8 @@ from quantdesk.agents.messages import (
     Usage,
 )
 from quantdesk.agents.model import ProviderError
-from quantdesk.agents.retry import RetryAttempt, RetryPolicy, call_with_retry, classify_status
+from quantdesk.agents.retry import RetryAttempt, RetryPolicy
+from quantdesk.agents.sdk_client import SDKClientModel
 from quantdesk.quant_core.errors import ConfigError, InputError
 
 __all__ = ["DEFAULT_ANTHROPIC_BASE_URL", "FINAL_ANSWER_TOOL", "AnthropicModel"]
@@ -41,7 +42,6 @@ FINAL_ANSWER_TOOL = "final_answer"
 _PROVIDER = "anthropic"
 _KEY_VARIABLE = "ANTHROPIC_API_KEY"
 # A little slack over the SDK's own HTTP timeout, so the SDK reports the timeout when it can.
-_TIMEOUT_GRACE_S = 2.0
 
 _STOP_REASONS: dict[str, StopReason] = {
     "end_turn": "end_turn",
@@ -152,7 +152,7 @@ def _usage(raw: Any) -> Usage:
     return Usage(input_tokens=prompt, output_tokens=int(getattr(raw, "output_tokens", 0) or 0))
 
 
-class AnthropicModel:
+class AnthropicModel(SDKClientModel):
     """A :class:`~quantdesk.agents.model.Model` over the Anthropic Messages API.
 
     Args:
@@ -195,66 +195,20 @@ class AnthropicModel:
             or os.environ.get("ANTHROPIC_BASE_URL")
             or DEFAULT_ANTHROPIC_BASE_URL
         )
-        self.retry = retry or RetryPolicy()
-        self._rng = rng
-        self._on_retry = on_retry
+        self.provider = _PROVIDER
+        self._key_variable = _KEY_VARIABLE
+        self._init_retry(retry, rng, on_retry)
         # max_retries=0: our retry policy is the only one, so attempts can be counted.
         self._client = self._sdk.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0)
 
-    def __repr__(self) -> str:
-        return f"AnthropicModel(model_id={self.model_id!r}, base_url={self.base_url!r})"
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        await self._client.close()
-
-    async def __aenter__(self) -> AnthropicModel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def _translate(self, exc: Exception) -> ProviderError:
-        sdk = self._sdk
-        if isinstance(exc, sdk.APITimeoutError):
-            return ProviderError("the request timed out", provider=_PROVIDER, kind="timeout")
-        if isinstance(exc, sdk.APIStatusError):
-            message = exc.api_message or exc.message
-            return classify_status(
-                _PROVIDER,
-                exc.status_code,
-                message,
-                exc.response.headers,
-                key_variable=_KEY_VARIABLE,
-            )
-        if isinstance(exc, sdk.APIConnectionError):
-            return ProviderError(
-                f"cannot reach {self.base_url}", provider=_PROVIDER, kind="connection"
-            )
-        return ProviderError(
-            f"malformed response ({type(exc).__name__}: {exc})",
-            provider=_PROVIDER,
-            kind="malformed",
-        )
+    def _status_message(self, exc: Any) -> str:
+        return str(exc.api_message or exc.message)
 
     async def _call(self, req: ModelRequest, *, stream: bool) -> Any:
         payload = build_payload(self.model_name, req)
-
-        async def attempt() -> Any:
-            try:
-                return await self._client.messages.create(
-                    **payload, stream=stream, timeout=req.timeout_s
-                )
-            except (self._sdk.APIError, json.JSONDecodeError) as exc:
-                raise self._translate(exc) from exc
-
-        return await call_with_retry(
-            attempt,
-            policy=self.retry,
-            provider=_PROVIDER,
-            attempt_timeout_s=req.timeout_s + _TIMEOUT_GRACE_S,
-            rng=self._rng,
-            on_retry=self._on_retry,
+        return await self._send(
+            lambda: self._client.messages.create(**payload, stream=stream, timeout=req.timeout_s),
+            req.timeout_s,
         )
 
     def _response(

@@ -33,13 +33,13 @@ from quantdesk.agents.messages import (
     Usage,
 )
 from quantdesk.agents.model import ProviderError
-from quantdesk.agents.retry import RetryAttempt, RetryPolicy, call_with_retry, classify_status
+from quantdesk.agents.retry import RetryAttempt, RetryPolicy
+from quantdesk.agents.sdk_client import SDKClientModel
 from quantdesk.quant_core.errors import ConfigError
 
 __all__ = ["DEFAULT_OPENAI_BASE_URL", "OpenAIModel", "build_payload", "openai_compatible_model"]
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
-_TIMEOUT_GRACE_S = 2.0
 _NO_KEY_PLACEHOLDER = "no-key"  # local servers ignore the key; the SDK requires one
 _COMPATIBLE_ID = re.compile(r"^(?P<model>.+?)@(?P<url>https?://\S+)$")
 
@@ -156,7 +156,7 @@ def _usage(raw: Any) -> Usage:
     )
 
 
-class OpenAIModel:
+class OpenAIModel(SDKClientModel):
     """A :class:`~quantdesk.agents.model.Model` over Chat Completions.
 
     Args:
@@ -216,74 +216,32 @@ class OpenAIModel:
             self.model_id = f"{prefix}:{model}"
         self.base_url = url
         self._key_variable = key_variable
-        self.retry = retry or RetryPolicy()
-        self._rng = rng
-        self._on_retry = on_retry
+        self._init_retry(retry, rng, on_retry)
         # max_retries=0: our retry policy is the only one, so attempts can be counted.
         self._client = self._sdk.AsyncOpenAI(api_key=key, base_url=url, max_retries=0)
 
-    def __repr__(self) -> str:
-        return f"OpenAIModel(model_id={self.model_id!r}, base_url={self.base_url!r})"
+    def _status_message(self, exc: Any) -> str:
+        body = exc.body if isinstance(exc.body, dict) else {}
+        return str(body.get("message") or exc.message)
 
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        await self._client.close()
-
-    async def __aenter__(self) -> OpenAIModel:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def _translate(self, exc: Exception) -> ProviderError:
+    def _special_error(self, exc: Exception) -> ProviderError | None:
         sdk = self._sdk
-        if isinstance(exc, sdk.APITimeoutError):
-            return ProviderError("the request timed out", provider=self.provider, kind="timeout")
-        if isinstance(exc, sdk.APIStatusError):
-            body = exc.body if isinstance(exc.body, dict) else {}
-            message = str(body.get("message") or exc.message)
-            return classify_status(
-                self.provider,
-                exc.status_code,
-                message,
-                exc.response.headers,
-                key_variable=self._key_variable,
-            )
-        if isinstance(exc, sdk.APIConnectionError):
-            return ProviderError(
-                f"cannot reach {self.base_url}", provider=self.provider, kind="connection"
-            )
         if isinstance(exc, sdk.APIError) and type(exc) is sdk.APIError:
             # An error event inside a stream: the server failed mid-answer.
             return ProviderError(
                 f"stream error: {exc.message}", provider=self.provider, kind="server"
             )
-        return ProviderError(
-            f"malformed response ({type(exc).__name__}: {exc})",
-            provider=self.provider,
-            kind="malformed",
-        )
+        return None
 
     async def _call(self, req: ModelRequest, *, stream: bool) -> Any:
         payload = build_payload(self.model_name, req, legacy_max_tokens=self.compatible)
         if stream:
             payload["stream_options"] = {"include_usage": True}
-
-        async def attempt() -> Any:
-            try:
-                return await self._client.chat.completions.create(
-                    **payload, stream=stream, timeout=req.timeout_s
-                )
-            except (self._sdk.APIError, json.JSONDecodeError) as exc:
-                raise self._translate(exc) from exc
-
-        return await call_with_retry(
-            attempt,
-            policy=self.retry,
-            provider=self.provider,
-            attempt_timeout_s=req.timeout_s + _TIMEOUT_GRACE_S,
-            rng=self._rng,
-            on_retry=self._on_retry,
+        return await self._send(
+            lambda: self._client.chat.completions.create(
+                **payload, stream=stream, timeout=req.timeout_s
+            ),
+            req.timeout_s,
         )
 
     def _response(
