@@ -39,7 +39,7 @@ def download_command(
     limit: int | None = typer.Option(None, min=1, help="At most this many per ticker and form."),
 ) -> None:
     """Download filings from SEC EDGAR (needs QUANTDESK_SEC_COMPANY and QUANTDESK_SEC_EMAIL)."""
-    from quantdesk.rag.acquisition import download_filings
+    from quantdesk.rag.download import download_filings
 
     report = download_filings(
         tickers,

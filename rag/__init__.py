@@ -13,16 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from quantdesk.rag.acquisition import (
-        DownloadReport,
         FilingSource,
         apply_source_metadata,
         discover_filings,
-        download_filings,
         scan_filings,
     )
     from quantdesk.rag.chunking import ChunkingConfig, chunk_document
     from quantdesk.rag.citations import Citation
     from quantdesk.rag.documents import FilingMeta, ParsedDocument, ParseFailure, Section
+    from quantdesk.rag.download import DownloadReport, download_filings
     from quantdesk.rag.embeddings import (
         CachingEmbedder,
         Embedder,
@@ -53,11 +52,11 @@ _EXPORTS: dict[str, str] = {
     "ParseBatch": "parsing",
     "parse_filing": "parsing",
     "parse_folder": "parsing",
-    "DownloadReport": "acquisition",
+    "DownloadReport": "download",
     "FilingSource": "acquisition",
     "apply_source_metadata": "acquisition",
     "discover_filings": "acquisition",
-    "download_filings": "acquisition",
+    "download_filings": "download",
     "scan_filings": "acquisition",
     "Availability": "point_in_time",
     "available_at": "point_in_time",

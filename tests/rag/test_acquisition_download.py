@@ -16,12 +16,8 @@ import requests
 from sec_edgar_downloader import _orchestrator
 
 from quantdesk.quant_core.errors import ConfigError, InputError, QuantdeskRuntimeError
-from quantdesk.rag.acquisition import (
-    SEC_COMPANY_ENV,
-    SEC_EMAIL_ENV,
-    discover_filings,
-    download_filings,
-)
+from quantdesk.rag.acquisition import discover_filings
+from quantdesk.rag.download import SEC_COMPANY_ENV, SEC_EMAIL_ENV, download_filings
 
 CIKS = {"AAPL": 320193, "MSFT": 789019}
 
