@@ -9,7 +9,10 @@
 runs one session and returns a :class:`ResearchOutcome` (decision, markdown report, tool call
 log). A session is identified by its ``thread_id``: with a checkpointer, running again with the
 same id resumes where it stopped (after a crash, or at the holdout approval interrupt) without
-repeating a completed tool call.
+repeating a completed tool call. Invoking the graph on a finished thread with a new
+``{"question": ...}`` asks a follow-up: a new turn of the same session (see
+:mod:`quantdesk.agents.research.turns`; :class:`~quantdesk.agents.research.chat.ChatSession`
+drives it, streaming the progress events the nodes write).
 
 Checkpointers: the graph's nodes are async, so use an async-capable saver. The in-memory
 ``InMemorySaver`` is the default (a session survives a crash inside the process); the SQLite
@@ -31,7 +34,8 @@ from langgraph.types import Command
 
 from quantdesk.agents.model import Model, get_model
 from quantdesk.agents.research.nodes import HoldoutMode, ResearchNodes, ToolRunner
-from quantdesk.agents.research.state import DecisionKind, ResearchState, RiskLimits
+from quantdesk.agents.research.state import DecisionKind, RiskLimits
+from quantdesk.agents.research.turns import SessionState
 from quantdesk.quant_core.errors import InputError
 from quantdesk.quant_core.research_context import ResearchContext, resolve_context
 from quantdesk.tools import run_tool, tool_names
@@ -98,6 +102,7 @@ def build_research_graph(
     max_steps: int = 12,
     risk_limits: RiskLimits | None = None,
     holdout_mode: HoldoutMode = "skip",
+    stream: bool = False,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the research graph around an injected model.
 
@@ -115,6 +120,8 @@ def build_research_graph(
         max_steps: Researcher model calls allowed per round.
         risk_limits: Veto thresholds of the risk node.
         holdout_mode: ``skip`` (batch), ``ask`` (interrupt for approval) or ``run``.
+        stream: The researcher streams its model's text to the custom stream (chat); batch
+            runs leave it off so that provider retries cover each whole call.
 
     Raises:
         InputError: negative ``rounds``, ``max_steps`` below 1, unknown tool names.
@@ -141,8 +148,9 @@ def build_research_graph(
         max_steps=max_steps,
         risk_limits=risk_limits or RiskLimits(),
         holdout_mode=holdout_mode,
+        stream=stream,
     )
-    builder = StateGraph(ResearchState)
+    builder = StateGraph(SessionState)
     builder.add_node("plan", nodes.plan)
     builder.add_node("researcher", nodes.researcher)
     builder.add_node("tools", nodes.tools_node)
@@ -243,7 +251,7 @@ def run_research(
         approve_holdout: Answer to a pending holdout approval interrupt when resuming.
         **graph_options: Passed to :func:`build_research_graph` (``rounds``, ``tools``,
             ``critic_model``, ``critic``, ``tool_runner``, ``max_steps``, ``risk_limits``,
-            ``holdout_mode``).
+            ``holdout_mode``, ``stream``).
 
     Returns:
         The :class:`ResearchOutcome`.

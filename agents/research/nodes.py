@@ -9,11 +9,15 @@ Tool calls never run inside the researcher, critic or risk nodes: those nodes qu
 ``pending_calls`` and the ``tools`` node runs one per step, so every completed call is in a
 checkpoint before the next starts. A call whose id is already in ``done_call_ids`` is skipped,
 which is what keeps a session resumed after a crash from repeating a call.
+
+Follow-up questions (chat) open a new turn in ``plan``; nodes write progress events to
+LangGraph's custom stream. Both are described in :mod:`quantdesk.agents.research.turns`.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -29,6 +33,14 @@ from quantdesk.agents.research.state import (
     RiskLimits,
     ToolLogEntry,
     primary_trial,
+)
+from quantdesk.agents.research.turns import (
+    current_turn,
+    emit,
+    first_turn,
+    follow_up,
+    stream_response,
+    turn_view,
 )
 from quantdesk.tools import Envelope, get_tool
 
@@ -78,6 +90,9 @@ class ResearchNodes:
         max_steps: Researcher model calls allowed per round.
         risk_limits: Veto thresholds of the risk node.
         holdout_mode: ``skip`` (batch default), ``ask`` (interrupt for approval) or ``run``.
+        stream: The researcher calls ``model.stream`` and writes its text to the custom
+            stream as it arrives (chat). Off, it calls ``model.request``, whose provider
+            retries cover the whole call (a failed stream is only retried before it starts).
     """
 
     def __init__(
@@ -92,6 +107,7 @@ class ResearchNodes:
         max_steps: int,
         risk_limits: RiskLimits,
         holdout_mode: HoldoutMode,
+        stream: bool = False,
     ) -> None:
         self.model = model
         self.critic_model = critic_model or model
@@ -110,13 +126,18 @@ class ResearchNodes:
         self.max_steps = max_steps
         self.risk_limits = risk_limits
         self.holdout_mode = holdout_mode
+        self.stream = stream
 
     # ------------------------------------------------------------------ plan and researcher
 
     def plan(self, state: ResearchState) -> Command[Literal["researcher"]]:
-        """Seed the conversation (system prompt with the context, the question)."""
+        """Seed the conversation (system prompt with the context, the question).
+
+        On a thread that already has a conversation, the question is a follow-up: it is
+        appended and a new turn starts (see :mod:`quantdesk.agents.research.turns`).
+        """
         if state.get("messages"):
-            return Command(goto="researcher")
+            return Command(goto="researcher", update=follow_up(state))
         messages = [
             Message(role="system", content=prompts.researcher_system_prompt(state["context"])),
             Message(role="user", content=state["question"]),
@@ -135,6 +156,7 @@ class ResearchNodes:
                 "citations": {},
                 "round": 0,
                 "holdout": {},
+                "turns": [first_turn(state["question"])],
             },
         )
 
@@ -146,9 +168,12 @@ class ResearchNodes:
 
     async def researcher(self, state: ResearchState) -> Command[Literal["tools", "critic"]]:
         """One model call: queue its tool calls, or record its final answer as the hypothesis."""
+        emit("node", node="researcher", round=state.get("round", 0))
         steps = state.get("researcher_steps", 0)
         messages = list(state["messages"])
-        if steps >= self.max_steps * (1 + state.get("round", 0)):
+        turn = current_turn(state)
+        rounds_done = state.get("round", 0) - turn["round"]
+        if steps - turn["steps"] >= self.max_steps * (1 + rounds_done):
             return Command(
                 goto="critic",
                 update=self._hypothesis(
@@ -160,7 +185,10 @@ class ResearchNodes:
         request = ModelRequest(
             messages=[Message.model_validate(m) for m in messages], tools=self.tool_defs
         )
-        response = await self.model.request(request)
+        if self.stream:
+            response = await stream_response(self.model, request, node="researcher")
+        else:
+            response = await self.model.request(request)
         if not response.tool_calls:
             messages.append(response.to_message().model_dump(mode="json"))
             update = self._hypothesis(state, response.text, response.model)
@@ -192,7 +220,7 @@ class ResearchNodes:
 
     @staticmethod
     def _hypothesis(state: ResearchState, text: str, by: str) -> dict[str, Any]:
-        primary = primary_trial(state)
+        primary = primary_trial(turn_view(state))
         hypotheses = list(state.get("hypotheses", []))
         hypotheses.append(
             {
@@ -239,7 +267,25 @@ class ResearchNodes:
         log = list(state.get("tool_log", []))
         done = list(state.get("done_call_ids", []))
         if call["id"] not in done:
-            log.append(self._run(call, state))
+            emit(
+                "tool_started",
+                id=call["id"],
+                name=call["name"],
+                origin=call["origin"],
+                arguments=call["arguments"],
+            )
+            tick = time.perf_counter()
+            entry = self._run(call, state)
+            emit(
+                "tool_finished",
+                id=entry["id"],
+                name=entry["name"],
+                origin=entry["origin"],
+                ok=entry["ok"],
+                duration_s=time.perf_counter() - tick,
+                entry=entry,
+            )
+            log.append(entry)
             done.append(call["id"])
         update: dict[str, Any] = {"pending_calls": rest, "tool_log": log, "done_call_ids": done}
         if rest:
@@ -276,18 +322,20 @@ class ResearchNodes:
 
     async def critic(self, state: ResearchState) -> Command[Literal["tools", "researcher", "risk"]]:
         """Review the hypothesis; ask for extra tests or a rebuttal while rounds remain."""
+        emit("node", node="critic", round=state.get("round", 0))
         review = state.get("round", 0) + 1
-        may_request = review <= self.rounds
+        may_request = review - current_turn(state)["round"] <= self.rounds
+        judged = turn_view(state)
         if self.use_rules:
             critique = rules.rule_critique(
-                state, review=review, may_request=may_request, tools=set(self.tools)
+                judged, review=review, may_request=may_request, tools=set(self.tools)
             )
             by = "rules"
         else:
             request = ModelRequest(
                 messages=[
                     Message(role="system", content=prompts.CRITIC_SYSTEM),
-                    Message(role="user", content=prompts.critic_user_prompt(state, self.tools)),
+                    Message(role="user", content=prompts.critic_user_prompt(judged, self.tools)),
                 ]
             )
             structured = await request_structured(self.critic_model, request, Critique)
@@ -327,7 +375,8 @@ class ResearchNodes:
 
     def risk(self, state: ResearchState) -> Command[Literal["tools", "decide"]]:
         """Assess the primary trial's risk report (asking for one if needed); may veto."""
-        primary = primary_trial(state)
+        emit("node", node="risk", round=state.get("round", 0))
+        primary = primary_trial(turn_view(state))
         if primary is None:
             finding = {"severity": "info", "text": "no trial to assess"}
             return Command(
@@ -359,14 +408,18 @@ class ResearchNodes:
         )
 
     def decide(self, state: ResearchState) -> Command[Literal["holdout", "report"]]:
-        """Apply the decision rule (see :func:`rules.decide`)."""
-        decision = rules.decide(state)
+        """Apply the decision rule (see :func:`rules.decide`) to this turn's evidence."""
+        emit("node", node="decide", round=state.get("round", 0))
+        decision = rules.decide(turn_view(state))
         return Command(goto="holdout", update={"decision": decision})
 
     def holdout(self, state: ResearchState) -> Command[Literal["tools", "report"]]:
         """Evaluate the accepted hypothesis on the holdout: once, and with approval if asked."""
+        emit("node", node="holdout", round=state.get("round", 0))
         status = dict(state.get("holdout") or {})
-        call_id = "holdout_evaluate"
+        turn = current_turn(state)["n"]
+        # One evaluation per turn's hypothesis; turn 1 keeps the id sessions were saved with.
+        call_id = "holdout_evaluate" if turn == 1 else f"holdout_evaluate_t{turn}"
         if call_id in state.get("done_call_ids", []):
             entry = next(e for e in state["tool_log"] if e["id"] == call_id)
             perf = rules.result_of(entry).get("performance") or {}
@@ -380,7 +433,7 @@ class ResearchNodes:
                 decision["reasons"] = [*decision["reasons"], f"holdout failed: {note}"]
                 update["decision"] = decision
             return Command(goto="report", update=update)
-        primary = primary_trial(state)
+        primary = primary_trial(turn_view(state))
         reason = None
         if state["decision"]["kind"] != "accept":
             reason = "not evaluated: the hypothesis was not accepted"
@@ -430,6 +483,7 @@ class ResearchNodes:
 
     def report(self, state: ResearchState) -> Command[Literal["__end__"]]:
         """Write the markdown report and the citation index."""
+        emit("node", node="report", round=state.get("round", 0))
         citations = {e["id"]: e["name"] for e in state.get("tool_log", [])}
         text = prompts.render_report(state, model_id=self.model.model_id)
         return Command(goto=END, update={"report": text, "citations": citations})
