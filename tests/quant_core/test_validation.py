@@ -9,7 +9,9 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
+from quantdesk.quant_core import validation
 from quantdesk.quant_core.errors import DataError, InputError, SchemaError
 from quantdesk.quant_core.loaders import load_prices
 from quantdesk.quant_core.validation import (
@@ -274,6 +276,194 @@ def test_shuffled_and_duplicated_frames_are_reported_not_refused(
     # Apart from order and duplicates, a clean random walk yields nothing.
     other = report.issues.filter(~pl.col("kind").is_in(["duplicate_row", "unsorted"]))
     assert other.height == 0
+
+
+# --- the fast robust z and split search against their plain polars definitions -------------
+
+
+def reference_z(
+    ts: pl.DataFrame,
+    *,
+    spike_threshold: float,
+    min_volatility: float,
+    volatility_window: int,
+    candidates: pl.Expr,
+) -> pl.Series:
+    """The definition: centred rolling median of |r| per symbol on every row, in polars."""
+    abs_r = pl.col("r").abs()
+    rolling = abs_r.rolling_median(
+        volatility_window, min_samples=min(20, volatility_window), center=True
+    )
+    sigma = pl.max_horizontal(1.4826 * pl.coalesce(rolling, abs_r.median()), pl.lit(min_volatility))
+    return ts.select((abs_r / sigma).over("symbol").alias("z")).to_series()
+
+
+def reference_split_moves(
+    ts: pl.DataFrame, split_ratios: tuple[float, ...], split_tolerance: float
+) -> pl.DataFrame:
+    """The definition: the distance to every split ratio on every row."""
+    targets = [(np.log(1 / q), validation._split_name(q)) for q in split_ratios]
+    targets += [(np.log(q), validation._split_name(1 / q)) for q in split_ratios]
+    dist = pl.min_horizontal([(pl.col("r") - t).abs() for t, _ in targets])
+    nearest = pl.coalesce(
+        [pl.when((pl.col("r") - t).abs() == pl.col("dist")).then(pl.lit(n)) for t, n in targets]
+    )
+    return (
+        ts.with_columns(dist.alias("dist"))
+        .filter(pl.col("dist") <= split_tolerance)
+        .with_columns(nearest.alias("nearest"))
+    )
+
+
+def glitchy(seed: int, *, shuffle: bool = False) -> pl.DataFrame:
+    """Symbols of 3 to 150 sessions with planted spikes, islands, splits, gaps and bad rows."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for k in range(int(rng.integers(2, 6))):
+        n = int(rng.choice([3, 12, 25, 70, 150]))
+        close = 40 * np.exp(np.cumsum(rng.normal(0, rng.choice([0.001, 0.01, 0.03]), n)))
+        for day in rng.choice(n, size=min(n, 4), replace=False):
+            kind = rng.integers(4)
+            if kind == 0:  # a one-day spike (a bad print when the next day reverses it)
+                close[day] *= rng.choice([0.5, 0.8, 1.25, 2.5])
+            elif kind == 1:  # an unrecorded split from this day on
+                close[day:] /= rng.choice([2.0, 3.0, 1.5, 10.0]) * rng.uniform(0.97, 1.03)
+            elif kind == 2:  # a broken price: its return is missing
+                close[day] = rng.choice([0.0, -1.0, np.nan, np.inf])
+            else:  # a flat day: zero returns tie in the medians
+                close[day] = close[day - 1]
+        open_ = close * np.exp(rng.normal(0, 0.003, n))
+        high = np.fmax(open_, close) * (1 + rng.uniform(0, 0.01, n))
+        low = np.fmin(open_, close) * (1 - rng.uniform(0, 0.01, n))
+        frame = pl.DataFrame(
+            {
+                "date": [START + timedelta(days=i) for i in range(n)],
+                "symbol": f"S{k}",
+                "open": open_,
+                "high": high,
+                "low": low,
+                "close": close,
+                "volume": rng.integers(0, 10_000, n).astype(float),
+                "split_factor": np.where(rng.random(n) < 0.02, 2.0, 1.0),
+            }
+        )
+        parts.append(frame.filter(pl.Series(rng.random(n) > 0.05)))  # missing sessions
+    frame = pl.concat(parts)
+    return frame.sample(fraction=1.0, shuffle=True, seed=seed) if shuffle else frame
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    window=st.sampled_from([1, 2, 5, 6, 20, 21, 63, 64]),
+    threshold=st.sampled_from([1.5, 3.0, 6.0]),
+    reversal=st.sampled_from([0.2, 0.75]),
+    floor=st.sampled_from([1e-5, 1e-3]),
+    shuffle=st.booleans(),
+)
+def test_fast_checks_equal_the_definition(
+    seed: int,
+    window: int,
+    threshold: float,
+    reversal: float,
+    floor: float,
+    shuffle: bool,
+) -> None:
+    frame = glitchy(seed, shuffle=shuffle)
+    kwargs = {
+        "volatility_window": window,
+        "spike_threshold": threshold,
+        "spike_reversal": reversal,
+        "min_volatility": floor,
+    }
+    fast = validate_prices(frame, **kwargs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(validation, "_robust_z", reference_z)
+        patch.setattr(validation, "_split_moves", reference_split_moves)
+        slow = validate_prices(frame, **kwargs)
+    assert_frame_equal(fast.issues, slow.issues)
+
+
+def returns_frame(seed: int) -> pl.DataFrame:
+    """A glitchy frame, sorted, with the log return ``r`` and the ``reversal`` column."""
+    ts = validation._check_frame(glitchy(seed).sort("symbol", "date"))
+    r = (pl.col("close") / validation._shift(pl.col("close"), 1)).log()
+    ts = ts.with_columns(pl.when(r.is_finite()).then(r).alias("r"))
+    return ts.with_columns((-validation._shift(pl.col("r"), -1) / pl.col("r")).alias("reversal"))
+
+
+@pytest.mark.parametrize("window", [1, 2, 5, 6, 20, 63, 64])
+def test_fast_z_is_bit_identical_to_the_definition(window: int) -> None:
+    # Threshold 0 and a tiny floor: every row with a return is computed and compared.
+    kwargs = {"spike_threshold": 0.0, "min_volatility": 1e-300, "volatility_window": window}
+    compared = 0
+    for seed in range(20):
+        ts = returns_frame(seed)
+        fast = validation._robust_z(ts, candidates=pl.lit(value=True), **kwargs)
+        full = reference_z(ts, candidates=pl.lit(value=True), **kwargs)
+        computed = fast.is_not_null()
+        assert (fast.filter(computed) == full.filter(computed)).all()
+        assert full.filter(~computed).fill_null(0.0).max() == 0.0  # only r = 0 or missing
+        compared += int(computed.sum())
+    assert compared > 1000
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    window=st.integers(1, 12) | st.sampled_from([63, 64]),
+    min_share=st.floats(0.0, 1.0),
+)
+def test_window_medians_equal_polars_rolling_median(
+    seed: int, window: int, min_share: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 90, size=int(rng.integers(1, 6)))
+    # Heavy tails, ties and gaps: the two middle values of an even count often differ a lot.
+    values = np.round(rng.lognormal(0.0, 2.0, int(lengths.sum())), int(rng.integers(1, 4)))
+    values[rng.random(values.size) < rng.choice([0.0, 0.1, 0.4])] = np.nan
+    min_samples = max(1, round(min_share * window))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    ends = np.cumsum(lengths)
+    rows = np.arange(values.size)
+    fast = validation._window_medians(values, rows, starts, ends, window, min_samples)
+    group = np.repeat(np.arange(lengths.size), lengths)
+    expected = (
+        pl.DataFrame({"x": values, "g": group})
+        .select(
+            pl.col("x")
+            .fill_nan(None)
+            .rolling_median(window, min_samples=min_samples, center=True)
+            .over("g")
+        )
+        .to_series()
+        .to_numpy()
+    )
+    np.testing.assert_array_equal(fast, expected)
+
+
+def test_rows_left_out_of_the_fast_z_cannot_be_spikes() -> None:
+    kwargs = {"spike_threshold": 3.0, "min_volatility": 1e-4, "volatility_window": 6}
+    reverses = pl.col("reversal") >= 0.5
+    spikes = 0
+    for seed in range(30):
+        ts = returns_frame(seed)
+        fast = validation._robust_z(ts, candidates=reverses, **kwargs)
+        full = reference_z(ts, candidates=reverses, **kwargs)
+        left_out = ts.with_columns(full).filter(fast.is_null())
+        assert left_out.filter((pl.col("z") > 3.0) & reverses).height == 0
+        spikes += int((fast > 3.0).sum())
+    assert spikes > 20  # the planted spikes are there
+
+
+@pytest.mark.realdata
+def test_alpha_vantage_findings_equal_the_definition(
+    shared_data: Path, av_report: ValidationReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = load_prices(shared_data / "prices" / "alphavantage_raw_adj_1999_2020.parquet")
+    monkeypatch.setattr(validation, "_robust_z", reference_z)
+    monkeypatch.setattr(validation, "_split_moves", reference_split_moves)
+    assert_frame_equal(av_report.issues, validate_prices(frame).issues)
 
 
 @pytest.fixture(scope="module")
