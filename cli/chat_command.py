@@ -88,6 +88,7 @@ class _Repl:
         self.display = display
         self.options = options
         self.say = display.line
+        self.models: list[Any] = [session.model]  # closed when the chat ends
 
     async def run_turn(self, events: AsyncIterator[ChatEvent]) -> None:
         tick = time.perf_counter()
@@ -251,7 +252,9 @@ class _Repl:
         if arg:
             from quantdesk.agents.model import get_model
 
-            await self.session.use_model(get_model(arg))
+            model = get_model(arg)
+            self.models.append(model)
+            await self.session.use_model(model)
         self.say(f"Model: {self.session.model_id}")
 
 
@@ -265,7 +268,7 @@ async def _chat(
     read_line: Callable[[], str | None],
     display: ChatDisplay,
 ) -> None:
-    from quantdesk.agents.model import get_model, resolve_model_id
+    from quantdesk.agents.model import get_model
     from quantdesk.agents.research.chat import ChatSession
     from quantdesk.agents.research.sessions import SessionStore
 
@@ -273,7 +276,9 @@ async def _chat(
         if resume:
             await store.info(resume)  # an unknown id fails before a model is built
             meta = await store.meta(resume)
-            model = get_model(model_id or (meta.model if meta else None) or resolve_model_id())
+            # --model, then QUANTDESK_MODEL, then the model the session used last.
+            chosen = model_id or os.environ.get("QUANTDESK_MODEL", "").strip() or None
+            model = get_model(chosen or (meta.model if meta else None))
             session = await ChatSession.resume(store, resume, model=model, budget=budget)
         else:
             session = await ChatSession.new(
@@ -281,27 +286,38 @@ async def _chat(
             )
         session.hints = dict(hints)
         repl = _Repl(store, session, display, {"hints": hints})
-        await repl.describe(resumed=bool(resume))
-        while True:
-            line = read_line()
-            if line is None:
-                break
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                if line.startswith("/"):
-                    if not await repl.command(line):
-                        break
-                else:
-                    await repl.run_turn(repl.session.ask(line))
-            except QuantdeskError as exc:
-                display.line(f"error: {exc}", style={"fg": "red"})
-        if await store.exists(repl.session.thread_id):
-            display.line(
-                f"Session {repl.session.thread_id} is saved: quantdesk chat --resume "
-                f"{repl.session.thread_id}"
-            )
+        try:
+            await _loop(repl, read_line)
+        finally:
+            for model in repl.models:
+                close = getattr(model, "aclose", None)
+                if close is not None:
+                    await close()
+
+
+async def _loop(repl: _Repl, read_line: Callable[[], str | None]) -> None:
+    display, store = repl.display, repl.store
+    await repl.describe(resumed=await repl.session.status() != "new")
+    while True:
+        line = read_line()
+        if line is None:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            if line.startswith("/"):
+                if not await repl.command(line):
+                    break
+            else:
+                await repl.run_turn(repl.session.ask(line))
+        except QuantdeskError as exc:
+            display.line(f"error: {exc}", style={"fg": "red"})
+    if await store.exists(repl.session.thread_id):
+        display.line(
+            f"Session {repl.session.thread_id} is saved: quantdesk chat --resume "
+            f"{repl.session.thread_id}"
+        )
 
 
 def _write_stdout(text: str) -> None:

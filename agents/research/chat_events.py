@@ -280,5 +280,10 @@ def update_events(data: dict[str, Any]) -> list[ChatEvent]:
             events.append(Decided(decision["kind"], tuple(decision.get("reasons", []))))
         if node == "holdout" and (update.get("holdout") or {}).get("status"):
             holdout = update["holdout"]
-            events.append(HoldoutUpdate(holdout["status"], str(holdout.get("note", ""))))
+            note = holdout.get("note") or (
+                "evaluating the hypothesis on the holdout (once)"
+                if holdout["status"] == "approved"
+                else ""
+            )
+            events.append(HoldoutUpdate(holdout["status"], str(note)))
     return events
