@@ -3,8 +3,8 @@
 FinanceBench (Islam et al., "FinanceBench: A New Benchmark for Financial Question Answering",
 2023) ships questions over public 10-K, 10-Q, 8-K and earnings documents, each with the
 0-based page numbers of its evidence. The shared data holds the development split (62
-questions over 49 documents) and the markdown text of the 84 documents the questions cite,
-one page per form-feed-separated block.
+questions citing 49 documents) and the markdown text of the 84 documents the open-source
+questions cite, one page per form-feed-separated block.
 
 Corpus. Each markdown file becomes one :class:`~quantdesk.rag.documents.ParsedDocument`
 whose sections are its pages (``Section(key=f"page-{n}")``, ``n`` from 0 like
@@ -21,11 +21,10 @@ each page at its best-ranked chunk (a page scores as the max of its chunks). A q
 relevant pages are its evidence pages *in its evidence document* (a question may list
 several pages; the same page number in another document is not relevant).
 
-* page recall@k: 1 if any of the first ``k`` distinct pages is relevant, else 0 (a "hit
-  rate": one relevant page is enough to ground an answer, the definition the issue's
-  reference figures use);
+* page recall@k: 1 if any of the first ``k`` distinct pages is relevant, else 0 (a hit
+  rate: one relevant page is enough to ground an answer);
 * MRR: mean of ``1 / r`` where ``r`` is the rank of the first relevant distinct page among
-  the retrieved pages (0 when none is retrieved).
+  the retrieved pages (0 when none is among the ``depth`` chunks retrieved).
 
 Chunk-level recall (the first ``k`` *chunks* instead of ``k`` distinct pages) is reported
 beside it: it is stricter, since several chunks of one page can fill the top ``k``.
@@ -34,6 +33,12 @@ Two settings: (a) ``within``: the search is restricted to the question's documen
 (``doc_id`` filter, nothing inferred); (b) ``corpus``: the search runs over every indexed
 document with the filters the index infers from the question itself (company, fiscal year,
 quarter, form; ``infer=True``).
+
+Queries are what the library searches for: the index rewrites each question
+(:mod:`quantdesk.rag.query_rewrite`: instructions dropped, line items of named metrics and
+statements appended) in all three modes, so dense, BM25 and hybrid are compared on the same
+query; ``rewrite=False`` measures the raw question. The printed settings line states the
+query, the fusion weights and the hybrid candidates actually used.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from quantdesk.rag.documents import FilingMeta, ParsedDocument, Section
 from quantdesk.rag.embeddings import Embedder
 from quantdesk.rag.hybrid import RRF_K
 from quantdesk.rag.index import FilingIndex, SearchHit
+from quantdesk.rag.query_rewrite import LEXICON_DENSE_WEIGHT
 
 __all__ = [
     "FINANCEBENCH_TICKERS",
@@ -61,6 +67,7 @@ __all__ = [
     "FinanceBenchRow",
     "QuestionResult",
     "distinct_pages",
+    "document_information",
     "first_relevant_rank",
     "hit_page",
     "load_documents",
@@ -153,14 +160,18 @@ def load_questions(root: Path | str) -> list[FinanceBenchQuestion]:
     path = Path(root) / _QUESTIONS_FILE
     questions = []
     for row in _read_jsonl(path):
-        evidence = row.get("evidence") or []
-        assert isinstance(evidence, list)
+        evidence = row.get("evidence")
         doc_name = str(row["doc_name"])
+        if not isinstance(evidence, list) or not evidence:
+            raise DataError(
+                f"Question {row['financebench_id']} has no evidence list.",
+                fix="use the FinanceBench jsonl, whose rows carry 'evidence'.",
+            )
         others = {str(e["doc_name"]) for e in evidence} - {doc_name}
-        if others or not evidence:
+        if others:
             raise DataError(
                 f"Question {row['financebench_id']} has evidence in {sorted(others)} "
-                f"(or none) besides {doc_name}.",
+                f"besides {doc_name}.",
                 fix="extend the metric to several evidence documents before using this file.",
             )
         questions.append(
@@ -460,7 +471,7 @@ class FinanceBenchReport:
         return "\n".join(lines)
 
 
-def default_root() -> Path:
+def _default_root() -> Path:
     """``<shared data>/financebench``.
 
     Raises:
@@ -488,7 +499,8 @@ def run_financebench(
     depth: int = 100,
     candidates: int | None = 50,
     rrf_k: int = RRF_K,
-    weights: tuple[float, float] = (1.0, 1.0),
+    weights: tuple[float, float] | None = None,
+    rewrite: bool = True,
     as_of: date | None = None,
     query_rewrite: Callable[[str], str] | None = None,
     progress: Callable[[str], None] | None = None,
@@ -511,10 +523,13 @@ def run_financebench(
         candidates: Candidates per retriever before hybrid fusion: 50, what a 10-result
             search uses (``None``: the index default for ``depth`` results, 300).
         rrf_k: RRF rank constant.
-        weights: RRF weights of (dense, BM25).
+        weights: RRF weights of (dense, BM25); the index's default when ``None`` (1/1, or
+            ``LEXICON_DENSE_WEIGHT``/1 when the rewrite expanded a metric or statement).
+        rewrite: Let the index rewrite each question (:mod:`quantdesk.rag.query_rewrite`,
+            the library default) in every mode; ``False`` searches the raw question.
         as_of: Decision time of every search; today by default (after every document).
-        query_rewrite: Turns each question into the search query (default: the raw
-            question); for query-rewriting experiments.
+        query_rewrite: Turns each question into the query handed to the index (default:
+            the question itself); for experiments with other rewrites.
         progress: Called with a line of text as the run advances.
 
     Raises:
@@ -524,7 +539,7 @@ def run_financebench(
     if not ks or max(ks) > depth or min(ks) < 1:
         raise InputError(f"ks={list(ks)} must be 1..depth={depth}.", fix="use e.g. (1, 5, 10).")
     say = progress or (lambda _line: None)
-    root = Path(root) if root is not None else default_root()
+    root = Path(root) if root is not None else _default_root()
     questions = load_questions(root)[:max_questions]
     cited = list(dict.fromkeys(q.doc_name for q in questions))
     if documents == "cited":
@@ -550,7 +565,10 @@ def run_financebench(
     stats = index.stats()
     indexed = tuple(meta.doc_id for meta in index.documents())
     when = as_of or datetime.now(UTC).date()
-    fusion = {"k": depth, "candidates": candidates, "rrf_k": rrf_k, "weights": weights}
+    fusion = {
+        "k": depth, "candidates": candidates, "rrf_k": rrf_k, "weights": weights,
+        "rewrite": rewrite,
+    }  # fmt: skip
     results: list[QuestionResult] = []
     for scope in scopes:
         for mode in modes:
@@ -564,13 +582,22 @@ def run_financebench(
         for mode in modes
     )
     index.close()
+    fused = (
+        f"{weights[0]:g}/{weights[1]:g}"
+        if weights
+        else f"1/1, {LEXICON_DENSE_WEIGHT:g}/1 on lexicon match"
+        if rewrite
+        else "1/1"
+    )
+    query = "rewritten by the index" if rewrite else "raw question"
     settings = (
         ("as_of", when.isoformat()),
         ("depth", str(depth)),
-        ("candidates", str(candidates or max(50, 3 * depth))),
+        # What the index uses for hybrid: candidates or max(50, 3k), with k = depth.
+        ("hybrid candidates per retriever", str(candidates or max(50, 3 * depth))),
         ("rrf_k", str(rrf_k)),
-        ("weights", f"{weights[0]:g}/{weights[1]:g}"),
-        ("query", "raw question" if query_rewrite is None else "rewritten"),
+        ("weights dense/bm25", fused),
+        ("query", query if query_rewrite is None else f"custom rewrite, then {query}"),
         ("model", stats.model_id),
     )
     return FinanceBenchReport(

@@ -27,13 +27,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlparse
+from typing import Literal
 
 import numpy as np
 
 from quantdesk.quant_core.errors import InputError
 from quantdesk.quant_core.settings import get_settings
+from quantdesk.rag.chroma_client import open_collection
 from quantdesk.rag.chunk_store import ChunkStore
 from quantdesk.rag.chunking import Chunk, ChunkingConfig, chunk_document, epoch_seconds_ceil
 from quantdesk.rag.citations import Citation
@@ -48,6 +48,7 @@ from quantdesk.rag.filters import (
 )
 from quantdesk.rag.hybrid import RRF_K, reciprocal_rank_fusion
 from quantdesk.rag.lexical import LexicalIndex, tokenize
+from quantdesk.rag.query_rewrite import fusion_weights, rewrite_query
 from quantdesk.rag.results import FilingSection, IndexStats, IngestReport, SearchHit
 
 __all__ = ["FilingIndex", "FilingSection", "IndexStats", "IngestReport", "SearchHit"]
@@ -110,8 +111,9 @@ class FilingIndex:
         self.chunking = chunking or ChunkingConfig()
         self._store = ChunkStore(self.path / _STORE_FILE)
         self._check_model(base)
-        self._chroma_url = chroma_url or get_settings().chroma_url or None
-        self._collection = self._open_collection(collection, base.model_id)
+        url = chroma_url or get_settings().chroma_url or None
+        opened = open_collection(self.path, url, collection, base.model_id)
+        self._collection, self._max_batch = opened.collection, opened.max_batch
         self._lexical: LexicalIndex | None = None
         self._company_cache: tuple[int, CompanyDirectory, set[str], set[str]] | None = None
         self._merged_cache: tuple[int, CompanyDirectory, CompanyDirectory] | None = None
@@ -129,33 +131,6 @@ class FilingIndex:
                 f"The index at {self.path} holds {stored} embeddings, not {embedder.model_id}.",
                 fix="open it with the same embedder, or index into a new folder.",
             )
-
-    def _open_collection(self, name: str, model_id: str) -> Any:
-        import chromadb
-        from chromadb.config import Settings
-
-        settings = Settings(anonymized_telemetry=False)
-        if self._chroma_url:
-            url = urlparse(self._chroma_url)
-            if url.scheme not in ("http", "https") or not url.hostname:
-                raise InputError(
-                    f"chroma_url={self._chroma_url!r} is not an http(s)://host:port address.",
-                    fix="start a server with `chroma run --path DIR` and pass its URL.",
-                )
-            secure = url.scheme == "https"
-            client = chromadb.HttpClient(
-                host=url.hostname, port=url.port or (443 if secure else 8000), ssl=secure,
-                settings=settings,
-            )  # fmt: skip
-        else:
-            client = chromadb.PersistentClient(path=str(self.path), settings=settings)
-        self._max_batch = int(client.get_max_batch_size())
-        return client.get_or_create_collection(
-            name,
-            configuration={"hnsw": {"space": "cosine"}},
-            metadata={"quantdesk_model_id": model_id},
-            embedding_function=None,
-        )
 
     # -- ingestion ----------------------------------------------------------------------
 
@@ -277,7 +252,8 @@ class FilingIndex:
         companies: CompanyDirectory | None = None,
         candidates: int | None = None,
         rrf_k: int = RRF_K,
-        weights: tuple[float, float] = (1.0, 1.0),
+        weights: tuple[float, float] | None = None,
+        rewrite: bool = True,
     ) -> list[SearchHit]:
         """The ``k`` best chunks public by ``as_of`` that match the filters.
 
@@ -300,7 +276,11 @@ class FilingIndex:
                 the index's own companies are always known.
             candidates: Candidates per retriever before fusion (default ``max(50, 3k)``).
             rrf_k: RRF rank constant.
-            weights: RRF weights of the (dense, BM25) rankings.
+            weights: RRF weights of the (dense, BM25) rankings; by default 1/1, and
+                ``LEXICON_DENSE_WEIGHT``/1 when the rewrite expanded a metric or statement.
+            rewrite: Search for :func:`~quantdesk.rag.query_rewrite.rewrite_query`'s text
+                (instructions dropped, line items of named metrics appended) in every mode;
+                filters are always inferred from ``query`` itself.
 
         Raises:
             InputError: ``query``, ``as_of``, ``k`` or ``mode`` is invalid.
@@ -326,10 +306,13 @@ class FilingIndex:
         if infer:
             attempts = self._inferred_attempts(query, explicit, companies) + attempts
         n = candidates or max(50, 3 * k)
+        rewritten = rewrite_query(query) if rewrite else None
+        text = rewritten.text if rewritten else query
+        weights = weights or fusion_weights(rewritten)
         hits: list[SearchHit] = []
         for chunk_filter in attempts:
             hits = self._search_once(
-                query, chunk_filter, k=k, n=n, mode=mode, rrf_k=rrf_k, weights=weights
+                text, chunk_filter, k=k, n=n, mode=mode, rrf_k=rrf_k, weights=weights
             )
             if hits:
                 break

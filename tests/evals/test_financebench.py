@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,68 @@ def test_small_run_on_real_documents(shared_data: Path, tmp_path: Path) -> None:
     assert first is not None
     assert second is not None
     assert (first.recall, first.mrr) == (second.recall, second.mrr)
+
+
+def _tiny_financebench(root: Path) -> None:
+    """A FinanceBench-shaped folder: one 10-K of four pages, two questions."""
+    pages = [
+        "Acme Corp annual report. Our strategy in 2021 was to open stores.",
+        "Risk factors: competition, rounding of amounts to two decimal places, weather.",
+        "Consolidated Statements of Cash Flows. Investing activities: purchases of property, "
+        "plant and equipment (2,437); acquisitions of businesses (88).",
+        "Legal proceedings: the company is a defendant in patent litigation about stores.",
+    ]
+    (root / "markdown").mkdir(parents=True)
+    (root / "markdown" / "ACME_2021_10K.md").write_text("\f".join(pages), encoding="utf-8")
+    info = {"doc_name": "ACME_2021_10K", "company": "Acme", "doc_type": "10k", "doc_period": 2021}
+    (root / "financebench_document_information.jsonl").write_text(json.dumps(info) + "\n")
+    questions = [
+        ("q1", "What was Acme's FY2021 capex? Round your answer to two decimal places.", 2),
+        ("q2", "Is Acme a defendant in any patent litigation?", 3),
+    ]
+    rows = [
+        {
+            "financebench_id": qid,
+            "doc_name": "ACME_2021_10K",
+            "question": text,
+            "question_type": "metrics-generated",
+            "evidence": [{"doc_name": "ACME_2021_10K", "evidence_page_num": page}],
+        }
+        for qid, text, page in questions
+    ]
+    lines = "".join(json.dumps(row) + "\n" for row in rows)
+    (root / "financebench_dev.jsonl").write_text(lines, encoding="utf-8")
+
+
+def test_run_on_a_tiny_folder_rewrites_and_states_its_settings(tmp_path: Path) -> None:
+    root = tmp_path / "financebench"
+    _tiny_financebench(root)
+    options = {
+        "index_path": tmp_path / "ix",
+        "embedder": HashingEmbedder(64),
+        "modes": ("bm25", "hybrid"),
+        "scopes": ("within",),
+        "ks": (1, 2),
+        "depth": 4,
+    }
+    rewritten = run_financebench(root, **options)  # type: ignore[arg-type]
+    raw = run_financebench(root, rewrite=False, **options)  # type: ignore[arg-type]
+    # The capex question shares no word with the cash flow statement but "Acme" and "FY2021",
+    # which every page's header carries; its instruction words point at the risk page.
+    capex = {(r.mode, r.page_rank) for r in rewritten.results if r.question_id == "q1"}
+    assert capex == {("bm25", 1), ("hybrid", 1)}
+    raw_capex = [r for r in raw.results if r.question_id == "q1" and r.mode == "bm25"]
+    assert raw_capex[0].top_pages[0] == ("ACME_2021_10K", 1)
+    assert raw.embedded == 0  # the second run reuses the index
+    settings = dict(rewritten.settings)
+    assert settings["hybrid candidates per retriever"] == "50"
+    assert settings["query"] == "rewritten by the index"
+    assert settings["weights dense/bm25"] == "1/1, 0.5/1 on lexicon match"
+    assert dict(raw.settings)["query"] == "raw question"
+    assert dict(raw.settings)["weights dense/bm25"] == "1/1"
+    assert "hybrid candidates per retriever=50" in rewritten.to_markdown()
+    # Without candidates the index takes max(50, 3 * depth) per retriever.
+    deep = {**options, "depth": 20, "candidates": None, "weights": (1.0, 2.0)}
+    everything = run_financebench(root, **deep)  # type: ignore[arg-type]
+    assert dict(everything.settings)["hybrid candidates per retriever"] == "60"
+    assert dict(everything.settings)["weights dense/bm25"] == "1/2"
