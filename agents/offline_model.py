@@ -37,8 +37,16 @@ The plan (see :func:`make_plan`) is read from the last user message:
 Tool sequence (tools absent from the request are skipped): ``fetch_prices`` ->
 ``validate_data`` -> ``compute_features`` -> ``backtest`` (rule families) or
 ``walk_forward_cv`` (``ml``) -> ``deflated_sharpe`` and ``risk_report`` on the recorded trial
--> answer. A refusal or error stops the sequence and the answer reports it with the tool's
-fix; the policy never retries with other parameters (that would be an uncounted search).
+-> ``search_filings`` -> answer. A refusal or error stops the sequence and the answer reports it
+with the tool's fix; the policy never retries with other parameters (that would be an
+uncounted search).
+
+The filing search comes last, as of the same date, for disclosures that move a price for
+reasons no price signal sees (:data:`~quantdesk.agents.filing_evidence.DISCLOSURE_QUERY`),
+restricted to the names the strategy holds on the last date (read off ``compute_features``'s
+last cross-section) or, when those are unknown, to the universe. The policy reads only the
+result's citations, never the passages: retrieved text stays data. A failed search (no filings
+indexed) is reported and the answer goes on without filings.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from quantdesk.agents.filing_evidence import DISCLOSURE_QUERY, strategy_holdings
 from quantdesk.agents.messages import Message, ModelRequest, ModelResponse, StreamEvent, ToolCall
 from quantdesk.agents.testing import response_events
 
@@ -276,6 +285,14 @@ def _evidence_line(call: ToolCall, envelope: dict[str, Any]) -> str:
             f"{_num(tail.get('cvar_99'), '.2%')} a day, recommended leverage "
             f"{_num(sizing.get('recommended_leverage'), '.2f')}."
         )
+    if call.name == "search_filings":
+        hits = r.get("hits") or []
+        filings = sorted({(h.get("citation") or {}).get("doc_id") for h in hits} - {None})
+        tickers = sorted({(h.get("citation") or {}).get("ticker") for h in hits} - {None})
+        return (
+            f"- Filings {c}: {len(hits)} passage(s) from {len(filings)} filing(s) public by "
+            f"{r.get('as_of')} ({', '.join(tickers) or 'no company'}); the critic reads them."
+        )
     return f"- {call.name} {c}: ok."
 
 
@@ -321,7 +338,13 @@ def render_answer(
         return "\n".join(lines)
     lines.append("Evidence:")
     for call, envelope, is_error in done:
-        if is_error or not envelope.get("ok", True):
+        if (is_error or not envelope.get("ok", True)) and call.name == "search_filings":
+            error = envelope.get("error") or {}
+            lines.append(
+                f"- Filings {_cite(call)}: none read ({error.get('kind', 'error')}): "
+                f"{error.get('message', 'no message')} The answer rests on the prices alone."
+            )
+        elif is_error or not envelope.get("ok", True):
             error = envelope.get("error") or {}
             lines.append(
                 f"- {call.name} {_cite(call)} stopped the study ({error.get('kind', 'error')}): "
@@ -398,7 +421,8 @@ class OfflineModel:
                 {
                     **dated,
                     "features": {"names": spec["features"], "transform": "rank"},
-                    "latest_rows": 0,
+                    # the last cross-section tells which names the strategy holds (filings)
+                    "latest_rows": 100,
                 },
             ),
         ]
@@ -426,10 +450,37 @@ class OfflineModel:
         if trial_id:
             steps.append(("deflated_sharpe", {**ctx, "trial_id": trial_id}))
             steps.append(("risk_report", {**ctx, "trial_id": trial_id}))
+            if as_of:
+                steps.append(("search_filings", self._filing_search(plan, called, ctx, as_of)))
         for name, arguments in steps:
             if name in offered and name not in called:
                 return name, arguments
         return None
+
+    @staticmethod
+    def _filing_search(
+        plan: ResearchPlan, called: dict[str, dict[str, Any]], ctx: dict[str, Any], as_of: str
+    ) -> dict[str, Any]:
+        """``search_filings`` arguments: disclosures of the held names (else the universe)."""
+        features = (called.get("compute_features") or {}).get("result") or {}
+        strategy = FAMILIES[plan.family].get("strategy")
+        held = strategy_holdings(features, strategy) if strategy else None
+        if held:
+            tickers = sorted(held)
+        else:  # a forecast model holds no fixed names: its whole universe
+            tickers = sorted(str(row["symbol"]) for row in features.get("latest") or [])
+            if len(tickers) < int(features.get("n_symbols") or 0):
+                tickers = list(plan.source.get("symbols") or [])
+        arguments: dict[str, Any] = {
+            **ctx,
+            "query": DISCLOSURE_QUERY,
+            "as_of": as_of,
+            "k": 10,
+            "infer": False,
+        }
+        if tickers:
+            arguments["ticker"] = tickers
+        return arguments
 
     def decide(self, req: ModelRequest) -> ModelResponse:
         """The next step for this conversation: one tool call, or the final answer."""

@@ -6,6 +6,20 @@ A session is a LangGraph run checkpointed in ``QUANTDESK_HOME/sessions.sqlite``,
 ``--thread ID`` resumes it after a crash or a restart without repeating a tool call. The model is
 ``--model`` or ``QUANTDESK_MODEL``; without either it is the offline rule-driven policy, so a
 session runs with no key and no network.
+
+The report is printed and written twice, as markdown and as a self-contained HTML page:
+``--report PATH`` writes ``PATH.md`` and ``PATH.html`` (a ``.md`` or ``.html`` suffix on PATH is
+dropped first); without it they go to ``QUANTDESK_HOME/reports/<session id>.md`` and ``.html``.
+
+``quantdesk demo`` first adds the FICTIONAL sample filings of the demo market's companies
+(:mod:`quantdesk.rag.sample_filings`) to the filing index at ``QUANTDESK_HOME/chroma``
+(idempotent: a rerun embeds nothing), so its researcher searches them and its critic reports
+what they say. ``quantdesk research`` searches whatever filings were ingested
+(``quantdesk filings add``) and says so when there are none.
+
+Every tool call of a session runs on one dedicated thread (:class:`ToolThread`): the filing
+index holds SQLite connections that only the thread which opened them may use, while LangGraph
+runs the tools node on alternating worker threads.
 """
 
 from __future__ import annotations
@@ -15,9 +29,11 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import typer
@@ -25,9 +41,69 @@ import typer
 from quantdesk.cli._output import echo_markdown
 from quantdesk.quant_core.errors import InputError
 
-__all__ = ["DEMO_QUESTION", "demo", "research_command"]
+if TYPE_CHECKING:
+    from quantdesk.agents.model import Model
+    from quantdesk.agents.research import ResearchOutcome
+    from quantdesk.rag.results import IngestReport
+    from quantdesk.tools import Envelope
+
+__all__ = [
+    "DEMO_QUESTION",
+    "ToolThread",
+    "arun_session",
+    "demo",
+    "ingest_demo_filings",
+    "report_paths",
+    "research_command",
+]
 
 DEMO_QUESTION = "Is 12-1 cross-sectional momentum a real, tradable effect in the demo universe?"
+_T = TypeVar("_T")
+
+
+class ToolThread:
+    """Runs a session's tool calls, one at a time, on one thread of its own.
+
+    Use it as the graph's ``tool_runner``; :meth:`run` runs other work (the demo's filing
+    ingestion) on the same thread, so an index opened there is usable by the filing tools.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantdesk-tools")
+
+    def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(*args)`` on the tool thread and return its result."""
+        return self._pool.submit(fn, *args).result()
+
+    def __call__(self, name: str, payload: dict[str, Any]) -> Envelope[Any]:
+        """Run one tool call (``quantdesk.tools.run_tool``) on the tool thread."""
+        from quantdesk.tools import run_tool
+
+        return self.run(run_tool, name, payload)
+
+    def close(self) -> None:
+        """Stop the thread (after the running call, if any)."""
+        self._pool.shutdown(wait=True)
+
+
+def ingest_demo_filings() -> IngestReport:
+    """Add the fictional sample filings to the default filing index and serve it to the tools.
+
+    Run it on the session's tool thread (:meth:`ToolThread.run`).
+
+    Raises:
+        InputError: the index folder was built with another embedding model.
+    """
+    from quantdesk.rag.index import FilingIndex
+    from quantdesk.rag.sample_filings import ingest_sample_filings
+    from quantdesk.tools.filing_tools import register_filing_index
+
+    index = FilingIndex()
+    report = ingest_sample_filings(index)
+    # The tools would open the same folder again and load MiniLM a second time: hand them
+    # this open index instead.
+    register_filing_index(index)
+    return report
 
 
 def _hints(data: Path | None, as_of: datetime | None) -> dict[str, Any]:
@@ -49,12 +125,18 @@ def _allow_data_folder(data: Path) -> None:
         os.environ["QUANTDESK_DATA_DIRS"] = os.pathsep.join([*map(str, roots), str(folder)])
 
 
-async def _run(
-    question: str, *, model_id: str | None, context: str | None, thread: str, **options: Any
-) -> Any:
+async def arun_session(
+    question: str,
+    *,
+    model: Model,
+    context: str | None,
+    thread: str,
+    tool_runner: Callable[[str, dict[str, Any]], Envelope[Any]],
+    **options: Any,
+) -> ResearchOutcome:
+    """Run (or resume) a session checkpointed in ``QUANTDESK_HOME/sessions.sqlite``."""
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    from quantdesk.agents import get_model
     from quantdesk.agents.research import arun_research
     from quantdesk.quant_core.settings import get_settings
 
@@ -63,12 +145,53 @@ async def _run(
     async with AsyncSqliteSaver.from_conn_string(str(home / "sessions.sqlite")) as saver:
         return await arun_research(
             question,
-            model=get_model(model_id),
+            model=model,
             context=context,
             thread_id=thread,
             checkpointer=saver,
+            tool_runner=tool_runner,
             **options,
         )
+
+
+def report_paths(report: Path | None, thread_id: str) -> tuple[Path, Path]:
+    """Where the markdown and HTML reports go (see the module docstring)."""
+    from quantdesk.quant_core.settings import get_settings
+
+    base = report if report is not None else get_settings().home / "reports" / thread_id
+    if base.suffix.lower() in {".md", ".markdown", ".html", ".htm"}:
+        base = base.with_suffix("")
+    return base.with_name(base.name + ".md"), base.with_name(base.name + ".html")
+
+
+def _write_reports(outcome: ResearchOutcome, report: Path | None) -> None:
+    from quantdesk.agents.research.report_html import render_report_html
+
+    markdown, page = report_paths(report, outcome.thread_id)
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(outcome.report, encoding="utf-8")
+    page.write_text(render_report_html(outcome.state), encoding="utf-8")
+    click.echo(f"\nwrote the report to {markdown} and {page}")
+
+
+def _hidden_filings_note(outcome: ResearchOutcome) -> str | None:
+    """How many sample filings the point-in-time filter kept out of the demo session."""
+    from quantdesk.rag.filters import as_of_timestamp
+    from quantdesk.rag.sample_filings import sample_filings
+
+    searched = [
+        e for e in outcome.state.get("tool_log", []) if e["name"] == "search_filings" and e["ok"]
+    ]
+    if not searched:
+        return None
+    as_of = searched[-1]["envelope"]["result"]["as_of"]
+    cut = as_of_timestamp(as_of)
+    documents = sample_filings()
+    late = [d.meta.doc_id for d in documents if d.meta.available_at.timestamp() > cut]
+    return (
+        f"Point in time: {len(late)} of the {len(documents)} sample filings became public after "
+        f"the session's as-of {as_of} ({', '.join(late)}); no tool call could read them."
+    )
 
 
 def _session(
@@ -81,7 +204,10 @@ def _session(
     thread: str | None,
     report: Path | None,
     approve_holdout: bool | None,
+    sample_filings: bool = False,
 ) -> None:
+    from quantdesk.agents import get_model
+
     if data is not None:
         if not data.exists():
             raise InputError(f"--data {str(data)!r} does not exist.", fix="give a price file.")
@@ -89,21 +215,35 @@ def _session(
     hints = _hints(data, as_of)
     text = question if not hints else f"{question}\n{json.dumps(hints)}"
     thread_id = thread or uuid.uuid4().hex[:12]
+    researcher = get_model(model)
     tick = time.perf_counter()
-    outcome = asyncio.run(
-        _run(
-            text,
-            model_id=model,
-            context=context,
-            thread=thread_id,
-            approve_holdout=approve_holdout,
+    tools = ToolThread()
+    try:
+        if sample_filings:
+            ingested = tools.run(ingest_demo_filings)
+            click.echo(
+                f"Filings: {ingested.documents} FICTIONAL sample filings of the demo companies "
+                f"({ingested.chunks} passages, {ingested.embedded} embedded now) are in the "
+                "filing index."
+            )
+        outcome = asyncio.run(
+            arun_session(
+                text,
+                model=researcher,
+                context=context,
+                thread=thread_id,
+                tool_runner=tools,
+                approve_holdout=approve_holdout,
+            )
         )
-    )
+    finally:
+        tools.close()
     echo_markdown(outcome.report)
-    if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(outcome.report)
-        click.echo(f"\nwrote the report to {report}")
+    if outcome.status == "complete":
+        _write_reports(outcome, report)
+    note = _hidden_filings_note(outcome) if sample_filings else None
+    if note:
+        click.echo(note)
     click.echo(
         f"\nSession {outcome.thread_id}: {outcome.status}, decision {outcome.decision}, "
         f"{len(outcome.tool_calls)} tool calls, {time.perf_counter() - tick:.1f}s. "
@@ -111,6 +251,11 @@ def _session(
     )
     if outcome.status == "awaiting_approval":
         click.echo("The holdout evaluation awaits approval: rerun with --approve-holdout.")
+
+
+_REPORT_HELP = (
+    "Write the report to PATH.md and PATH.html (default: QUANTDESK_HOME/reports/<session>)."
+)
 
 
 def research_command(
@@ -124,7 +269,7 @@ def research_command(
         None, help="Model id, e.g. anthropic:<model> (default: QUANTDESK_MODEL, else offline)."
     ),
     thread: str | None = typer.Option(None, help="Resume the session with this id."),
-    report: Path | None = typer.Option(None, help="Also write the markdown report here."),
+    report: Path | None = typer.Option(None, metavar="PATH", help=_REPORT_HELP),
     approve_holdout: bool | None = typer.Option(
         None, "--approve-holdout/--deny-holdout", help="Answer a pending holdout approval."
     ),
@@ -143,9 +288,12 @@ def research_command(
 
 
 def demo(
-    report: Path | None = typer.Option(None, help="Also write the markdown report here."),
+    report: Path | None = typer.Option(None, metavar="PATH", help=_REPORT_HELP),
 ) -> None:
-    """The main job: an agent research session on the embedded defaults (no key, no network)."""
+    """The main job: an agent research session on the embedded defaults (no key, no network).
+
+    Offline model, the seeded demo market, FICTIONAL sample filings, embedded stores.
+    """
     _session(
         DEMO_QUESTION,
         data=None,
@@ -155,4 +303,5 @@ def demo(
         thread=None,
         report=report,
         approve_holdout=None,
+        sample_filings=True,
     )

@@ -7,9 +7,16 @@ language model a digest of the tool log (ids, guardrail outcomes, the headline n
 for a :class:`~quantdesk.agents.research.state.Critique`.
 
 The report is written from templates: every number in it is copied from a tool envelope and
-followed by the id of the call that produced it (``[backtest offline_3_backtest]``). Text
-written by a model (the researcher's summary, a model critic's concerns) is quoted and labelled
-as such.
+followed by the id of the call that produced it (``[backtest offline_3_backtest]``), and every
+disclosure names its filing (ticker, form, period, Item, accession or document id, character
+span) and the filing call that returned it. Text written by a model (the researcher's summary,
+a model critic's concerns) is quoted and labelled as such.
+
+Filing text is untrusted data. It reaches the critic model only inside the untrusted-data
+blocks of ``context_block`` (:mod:`quantdesk.rag.untrusted`); the evidence digest and every
+concern carry citation labels, never passages. The report quotes passages for people, escaped
+(markdown here, HTML in :mod:`quantdesk.agents.research.report_html`), except a passage that
+contains text addressed to an AI model, which is listed but never quoted.
 """
 
 from __future__ import annotations
@@ -18,14 +25,26 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
-from quantdesk.agents.research.state import ResearchState, ToolLogEntry
+from quantdesk.agents.filing_evidence import (
+    FilingPassage,
+    FilingReview,
+    classify_passage,
+    looks_like_instruction,
+    review_filings,
+)
+from quantdesk.agents.research.state import ResearchState, ToolLogEntry, primary_trial
 
 __all__ = [
     "CRITIC_SYSTEM",
     "cite",
+    "cite_passage",
     "critic_user_prompt",
     "evidence_digest",
+    "excerpt",
+    "filing_review",
     "fmt",
+    "headline",
+    "passage_source",
     "rebuttal_prompt",
     "render_report",
     "researcher_system_prompt",
@@ -90,7 +109,8 @@ def fmt(value: Any, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _headline(entry: ToolLogEntry) -> str:
+def headline(entry: ToolLogEntry) -> str:
+    """The headline numbers of one tool call (or its error), for digests and reports."""
     env = entry["envelope"]
     if not entry["ok"]:
         error = env.get("error") or {}
@@ -131,6 +151,14 @@ def _headline(entry: ToolLogEntry) -> str:
         parts.append(f"DSR {fmt(dsr.get('dsr'), '.3f')} with N={fmt(dsr.get('n_trials'), '.0f')}")
     if "pbo" in r:
         parts.append(f"PBO {fmt(r.get('pbo'), '.2f')}")
+    if entry["name"] in {"search_filings", "get_filing_section"}:
+        hits = r.get("hits") if "hits" in r else [r]
+        tickers = sorted({(h.get("citation") or {}).get("ticker") or "?" for h in hits or []})
+        docs = {(h.get("citation") or {}).get("doc_id") for h in hits or []}
+        parts.append(
+            f"{len(hits or [])} passage(s) public by {r.get('as_of')} from {len(docs)} "
+            f"filing(s) ({', '.join(tickers) or 'none'})"
+        )
     return "; ".join(parts) or "ok"
 
 
@@ -141,7 +169,7 @@ def evidence_digest(state: ResearchState) -> str:
         guards = ", ".join(
             f"{g['name']}={g['outcome']}" for g in entry["envelope"].get("guardrails", [])
         )
-        lines.append(f"- {cite(entry)} by {entry['origin']}: {_headline(entry)} ({guards})")
+        lines.append(f"- {cite(entry)} by {entry['origin']}: {headline(entry)} ({guards})")
     return "\n".join(lines) or "- (no tool calls)"
 
 
@@ -149,17 +177,91 @@ def critic_user_prompt(state: ResearchState, tools: list[str]) -> str:
     """The critic's user turn: the hypothesis, the evidence digest and the tools it may ask for."""
     hypotheses = state.get("hypotheses", [])
     text = hypotheses[-1]["text"] if hypotheses else "(no hypothesis stated)"
+    blocks = [
+        f"Filing excerpts returned by {cite(e)}:\n{result['context_block']}"
+        for e in state.get("tool_log", [])
+        if e["ok"]
+        and e["name"] in {"search_filings", "get_filing_section"}
+        and (result := e["envelope"].get("result") or {}).get("context_block")
+    ]
     return (
         f"Question: {state.get('question', '')}\n"
         f"Hypothesis (researcher's words):\n{text}\n\n"
         f"Tool evidence:\n{evidence_digest(state)}\n\n"
-        f"Tools you may request: {', '.join(tools)}.\n"
+        + "".join(block + "\n" for block in blocks)
+        + f"Tools you may request: {', '.join(tools)}.\n"
         f"This is review {state.get('round', 0) + 1}."
     )
 
 
 def _quote(text: str) -> str:
     return "\n".join("> " + line for line in text.splitlines()) or "> (empty)"
+
+
+_EXCERPT_CHARS = 900
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#|~!&"})
+
+
+def filing_review(state: ResearchState) -> FilingReview:
+    """The filing evidence of the session (see :func:`review_filings`)."""
+    return review_filings(state.get("tool_log", []), primary_trial(state))
+
+
+def passage_source(passage: FilingPassage) -> str:
+    """Citation label of a passage with the time its filing became public."""
+    stamp = str(passage.citation.get("available_at") or "")
+    when = stamp[:16].replace("T", " ") + " UTC" if stamp else "public time unknown"
+    return f"{passage.label}, public {when}"
+
+
+def excerpt(text: str) -> str:
+    """A passage on one line, capped at a readable length (still untrusted: escape it)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _EXCERPT_CHARS else flat[: _EXCERPT_CHARS - 3] + "..."
+
+
+def _filings_section(state: ResearchState) -> list[str]:
+    review = filing_review(state)
+    if not review.calls:
+        return []
+    lines = [
+        "",
+        "## Filings (quoted text is untrusted data from the filings, never instructions)",
+    ]
+    for e in review.calls:
+        lines.append(f"- {cite(e)} ({e['origin']}): {headline(e)}")
+    if review.holdings:
+        longs = sum(side == "long" for side in review.holdings.values())
+        lines.append(
+            f"- Positions on {review.holdings_date}: {longs} long, "
+            f"{len(review.holdings) - longs} short (the primary strategy's buckets)."
+        )
+    quiet = []
+    for passage in review.passages:
+        kinds = classify_passage(passage.text)
+        source = f"{passage_source(passage)} {cite_passage(review, passage)}"
+        if looks_like_instruction(passage.text):
+            lines.append(
+                f"- {passage.ticker} ({review.position(passage.ticker)}): {source}: not "
+                "quoted, it contains text addressed to an AI model (a likely prompt injection)."
+            )
+        elif kinds:
+            lines.append(
+                f"- {passage.ticker} ({review.position(passage.ticker)}) mentions "
+                f"{', '.join(k.label for k in kinds)}: {source}"
+            )
+            lines.append("  > " + excerpt(passage.text).translate(_MD_SPECIAL))
+        else:
+            quiet.append(source)
+    if quiet:
+        lines.append("- No recognised disclosure in: " + "; ".join(quiet) + ".")
+    return lines
+
+
+def cite_passage(review: FilingReview, passage: FilingPassage) -> str:
+    """The citation of the tool call that returned ``passage``."""
+    name = next(e["name"] for e in review.calls if e["id"] == passage.call_id)
+    return cite({"name": name, "id": passage.call_id})
 
 
 def render_report(state: ResearchState, *, model_id: str) -> str:
@@ -188,7 +290,7 @@ def render_report(state: ResearchState, *, model_id: str) -> str:
             _quote(last["text"]),
         ]
     lines += ["", "## Evidence (every number cites the tool call that produced it)"]
-    lines += [f"- {cite(e)} ({e['origin']}): {_headline(e)}" for e in state.get("tool_log", [])]
+    lines += [f"- {cite(e)} ({e['origin']}): {headline(e)}" for e in state.get("tool_log", [])]
     for critique in state.get("critiques", []):
         lines += ["", f"## Critic review {critique['round']} ({critique['by']})"]
         lines += [
@@ -200,6 +302,7 @@ def render_report(state: ResearchState, *, model_id: str) -> str:
     risk = state.get("risk_findings") or {}
     lines += ["", f"## Risk ({'VETO' if risk.get('veto') else 'no veto'})"]
     lines += [f"- [{f['severity']}] {f['text']}" for f in risk.get("findings", [])] or ["- n/a"]
+    lines += _filings_section(state)
     holdout = state.get("holdout") or {}
     lines += ["", f"## Holdout: {holdout.get('status', 'not evaluated')}"]
     if holdout.get("note"):

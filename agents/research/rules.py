@@ -11,6 +11,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from quantdesk.agents.filing_evidence import (
+    DISCLOSURE_KINDS,
+    DisclosureKind,
+    FilingPassage,
+    review_filings,
+)
 from quantdesk.agents.research.prompts import cite, fmt
 from quantdesk.agents.research.state import (
     Concern,
@@ -26,6 +32,7 @@ __all__ = [
     "DSR_BAR",
     "MIN_OBS",
     "decide",
+    "filing_concerns",
     "latest_dsr",
     "result_of",
     "risk_assessment",
@@ -171,14 +178,7 @@ def rule_critique(
     concerns = _guardrail_concerns(state)
     tests: list[RequestedTest] = []
     primary = primary_trial(state)
-    if "search_filings" in tools:
-        concerns.append(
-            Concern(
-                topic="filings",
-                severity="minor",
-                text="the rule critic does not read filings; no disclosure was checked.",
-            )
-        )
+    filings = filing_concerns(state, tools)
     if primary is None:
         concerns.append(
             Concern(
@@ -188,6 +188,7 @@ def rule_critique(
                 "hypothesis.",
             )
         )
+        concerns += filings
         return Critique(concerns=concerns, summary=_summary(concerns))
     r = result_of(primary)
     trial = r["trial"]
@@ -315,7 +316,93 @@ def rule_critique(
         concerns.append(
             Concern(topic="regime", severity="minor", text="regime dependence was not checked.")
         )
+    concerns += filings
     return Critique(concerns=concerns, requested_tests=tests, summary=_summary(concerns))
+
+
+def filing_concerns(state: ResearchState, tools: set[str]) -> list[Concern]:
+    """What the filings say, as minor concerns written from templates (no filing text).
+
+    One concern per failed filing call (the session goes on without filings), one summary of
+    what was searched, one per company whose passages mention a recognised disclosure (with
+    the strategy's position in it and what the disclosure means for a price signal), and one
+    per passage holding text addressed to an AI model. Concerns are minor: a disclosure about
+    one name does not refute a cross-sectional effect, but the reader should see it.
+    """
+    review = review_filings(state.get("tool_log", []), primary_trial(state))
+    if not review.calls:
+        if "search_filings" not in tools:
+            return []
+        text = "no filing was searched, so no disclosure was checked."
+        return [Concern(topic="filings", severity="minor", text=text)]
+    concerns: list[Concern] = []
+    names = {e["id"]: e["name"] for e in review.calls}
+
+    def cite_call(call_id: str) -> str:
+        return cite({"name": names[call_id], "id": call_id})
+
+    for entry in review.calls:
+        if not entry["ok"]:
+            error = entry["envelope"].get("error") or {}
+            concerns.append(
+                Concern(
+                    topic="filings",
+                    severity="minor",
+                    text=f"no filings were read {cite(entry)}: {error.get('message')} Fix: "
+                    f"{error.get('fix') or 'n/a'} The review rests on the prices alone.",
+                    cites=[entry["id"]],
+                )
+            )
+    done = [e for e in review.calls if e["ok"]]
+    if done:
+        as_of = sorted({str((e["envelope"].get("result") or {}).get("as_of")) for e in done})
+        scope = (
+            f"the {len(review.holdings)} names held on {review.holdings_date}"
+            if review.holdings
+            else "the companies searched"
+        )
+        companies = {p.ticker for p in review.passages}
+        flagged = {p.ticker for p, _ in review.flagged}
+        concerns.append(
+            Concern(
+                topic="filings",
+                severity="minor",
+                text=f"filings of {scope} {', '.join(cite(e) for e in done)}: "
+                f"{len(review.passages)} passage(s) of {len(companies)} company(ies), all public "
+                f"by {', '.join(as_of)}; {len(flagged)} company(ies) mention a disclosure that "
+                "moves prices for reasons the signal does not see.",
+                cites=[e["id"] for e in done][:20],
+            )
+        )
+    by_ticker: dict[str | None, list[tuple[FilingPassage, list[DisclosureKind]]]] = {}
+    for passage, kinds in review.flagged:
+        by_ticker.setdefault(passage.ticker, []).append((passage, kinds))
+    for ticker, items in by_ticker.items():
+        kinds = [k for k in DISCLOSURE_KINDS if any(k in found for _, found in items)]
+        calls = sorted({p.call_id for p, _ in items})
+        labels = "; ".join(dict.fromkeys(p.label for p, _ in items))
+        concerns.append(
+            Concern(
+                topic="filings",
+                severity="minor",
+                text=f"{ticker or 'a filer'} ({review.position(ticker)}): its filings mention "
+                f"{', '.join(k.label for k in kinds)} {' '.join(map(cite_call, calls))} "
+                f"({labels}): {kinds[0].why}.",
+                cites=calls[:20],
+            )
+        )
+    for passage in review.instructions:
+        concerns.append(
+            Concern(
+                topic="filings",
+                severity="minor",
+                text=f"{passage.label} {cite_call(passage.call_id)} contains text addressed to "
+                "an AI model (a likely prompt injection); it stayed quoted data and changed no "
+                "tool call.",
+                cites=[passage.call_id],
+            )
+        )
+    return concerns
 
 
 def _summary(concerns: list[Concern]) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -104,6 +106,22 @@ def test_json_hints_override_keywords() -> None:
     )
 
 
+@pytest.fixture
+def sample_filing_index(tmp_path: Path) -> Iterator[None]:
+    """The fictional sample filings, indexed with the hashing test embedder, for the tools."""
+    from quantdesk.rag.embeddings import HashingEmbedder
+    from quantdesk.rag.index import FilingIndex
+    from quantdesk.rag.sample_filings import ingest_sample_filings
+    from quantdesk.tools.filing_tools import forget_filing_indexes, register_filing_index
+
+    index = FilingIndex(tmp_path / "filings", embedder=HashingEmbedder(256), embedding_cache=False)
+    ingest_sample_filings(index)
+    register_filing_index(index)
+    yield
+    forget_filing_indexes()
+
+
+@pytest.mark.usefixtures("sample_filing_index")
 def test_full_momentum_conversation_on_the_demo_source() -> None:
     messages, text = _converse("Is there 12-1 momentum in the demo market as of 2019-12-31?")
     names = [c.name for m in messages for c in m.tool_calls]
@@ -114,7 +132,11 @@ def test_full_momentum_conversation_on_the_demo_source() -> None:
         "backtest",
         "deflated_sharpe",
         "risk_report",
+        "search_filings",
     ]
+    search = next(c for m in messages for c in m.tool_calls if c.name == "search_filings")
+    assert search.arguments["as_of"] == "2019-12-31"
+    assert len(search.arguments["ticker"]) == 20  # the held names: 10 long, 10 short of 50
     assert text.startswith("Model: offline")
     assert "Verdict: SUPPORTED" in text  # the demo market has a planted momentum effect
     for call in (c for m in messages for c in m.tool_calls):
@@ -122,6 +144,7 @@ def test_full_momentum_conversation_on_the_demo_source() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("sample_filing_index")
 def test_ml_on_noise_is_not_supported() -> None:
     messages, text = _converse("Can a machine learning model predict 5-day returns on noise?")
     assert "walk_forward_cv" in [c.name for m in messages for c in m.tool_calls]

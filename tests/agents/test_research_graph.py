@@ -106,6 +106,18 @@ def test_the_planted_momentum_effect_is_accepted_after_the_critics_tests() -> No
     assert outcome.state["risk_findings"]["veto"] is False
     for call_id, name in outcome.state["citations"].items():
         assert f"[{name} {call_id}]" in outcome.report
+    # no filings are indexed in this home: the session says so and still decides
+    search = log["offline_6_search_filings"]
+    assert not search["ok"]
+    assert "holds no filings" in search["envelope"]["error"]["message"]
+    filing_concerns = [
+        c for c in outcome.state["critiques"][-1]["concerns"] if c["topic"] == "filings"
+    ]
+    assert [c["severity"] for c in filing_concerns] == ["minor"]
+    assert filing_concerns[0]["text"].startswith(
+        "no filings were read [search_filings offline_6_search_filings]"
+    )
+    assert "- Filings [search_filings offline_6_search_filings]: none read" in outcome.report
 
 
 class _CrashError(RuntimeError):
@@ -138,7 +150,8 @@ def test_a_crashed_session_resumes_without_repeating_a_tool_call() -> None:
     # same arguments as the researcher's DSR, run after two more trials)
     log = outcome.state["tool_log"]
     assert executed == [e["name"] + json.dumps(e["arguments"], sort_keys=True) for e in log]
-    assert len({e["id"] for e in log}) == len(log) == 9
+    # fetch, validate, features, backtest, DSR, risk, filings; the critic's 2 splits and DSR
+    assert len({e["id"] for e in log}) == len(log) == 10
     # finished sessions are returned as they are, not run again
     again = run_research(MOMENTUM, model=OfflineModel(), thread_id="s1", checkpointer=saver)
     assert again.report == outcome.report
