@@ -1,0 +1,194 @@
+"""``quantdesk chat`` driven through a pipe: tool calls as they happen, commands, resuming."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from quantdesk.agents.research.chat_events import ChatEvent, ToolFinished, ToolStarted, TurnEnded
+from quantdesk.cli.chat_command import chat_command
+from quantdesk.cli.chat_display import ChatDisplay, drive_turn
+from quantdesk.quant_core.errors import InputError
+from quantdesk.quant_core.research_context import create_context
+
+MOMENTUM = "Is there 12-1 momentum in the demo market as of 2019-12-31?"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command("chat")(chat_command)
+
+    @app.command("version")
+    def version() -> None:  # a second command keeps `chat` a subcommand, as in quantdesk
+        typer.echo("test")
+
+    return app
+
+
+def chat(lines: list[str], *args: str) -> str:
+    result = CliRunner().invoke(_app(), ["chat", *args], input="".join(f"{x}\n" for x in lines))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def replies(transcript: str) -> list[tuple[str, list[str]]]:
+    """Each ``> input`` line of a piped transcript with the lines printed after it."""
+    out: list[tuple[str, list[str]]] = []
+    for line in transcript.splitlines():
+        if line.startswith("> "):
+            out.append((line[2:], []))
+        elif out:
+            out[-1][1].append(line)
+    return out
+
+
+def answer(transcript: str, command: str, nth: int = 0) -> list[str]:
+    """The lines printed after the ``nth`` occurrence of ``command``."""
+    return [lines for typed, lines in replies(transcript) if typed == command][nth]
+
+
+def test_a_piped_session_shows_tool_calls_and_resumes_in_another_process(tmp_path: Path) -> None:
+    out = chat([MOMENTUM, "/sessions", "/report"])
+    assert "Traceback" not in out
+    thread = re.search(r"Session (\w+) \(new\), model offline", out)
+    assert thread, out
+    session = thread.group(1)
+    # tool calls appear as they happen: started, finished, then the critic and the decision
+    order = [
+        "-> fetch_prices(source.kind=demo",
+        "ok fetch_prices [offline_0_fetch_prices]",
+        "-> backtest(",
+        "ok backtest [offline_3_backtest]",
+        "Verdict: SUPPORTED in-sample",
+        "[critic]",
+        "ok backtest [critic_r1_split_first]",
+        "[risk]",
+        "[decision] ACCEPT",
+        "Turn finished.",
+    ]
+    positions = [out.index(marker) for marker in order]
+    assert positions == sorted(positions)
+    listed = answer(out, "/sessions")
+    assert any(row.startswith(f"* {session}") and "accept" in row for row in listed)
+    report = "\n".join(answer(out, "/report"))
+    assert "# Research report" in report
+    assert "Decision: **ACCEPT**" in report
+    assert f"Session {session} is saved" in out
+    # a second process resumes the session and prints the same report
+    code = (
+        "import typer; from quantdesk.cli.chat_command import chat_command; "
+        "app = typer.Typer(); app.command()(chat_command); app()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--resume", session],
+        input="/report\n/quit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONSAFEPATH": "1"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"Resumed session {session}: 1 question(s), last decision accept" in done.stdout
+    resumed = "\n".join(answer(done.stdout, "/report"))
+    assert resumed.strip() == report.strip()
+
+
+def test_commands_answer_in_one_line_and_bad_input_never_stops_the_session(
+    tmp_path: Path,
+) -> None:
+    written = tmp_path / "out" / "report.md"
+    bad = [
+        "/report",
+        "/holdout",
+        "/frobnicate",
+        "/resume",
+        "/resume nosuchsession",
+        "/budget tokens many",
+        "/holdout maybe",
+        "/model nosuchprovider:x",
+        "/continue",
+    ]
+    out = chat([*bad, "/trials", MOMENTUM, "/trials", "/budget", f"/report {written}", "/model"])
+    assert "Traceback" not in out
+    for command in bad:
+        assert len(answer(out, command)) == 1, (command, answer(out, command))
+    assert answer(out, "/report") == [
+        "error: This session has no report yet. Fix: ask a research question first."
+    ]
+    assert answer(out, "/holdout") == ["No hypothesis yet: ask a question first."]
+    assert answer(out, "/frobnicate") == [
+        "Unknown command '/frobnicate': /help lists the commands."
+    ]
+    assert "nosuchsession" in answer(out, "/resume nosuchsession")[0]
+    assert "nosuchprovider" in answer(out, "/model nosuchprovider:x")[0]
+    assert answer(out, "/trials") == ["No trials in research context 'default' yet."]
+    trials = answer(out, "/trials", 1)
+    assert trials[0].startswith("Trials of research context default (3 of a budget of 50")
+    assert len(trials) == 4
+    assert all(row.startswith("* #") for row in trials[1:])  # all three ran in this session
+    (usage,) = answer(out, "/budget")  # the offline policy runs no language model
+    assert re.fullmatch(
+        r"Usage: 0 tokens \(0 in, 0 out\) in \d+ model call\(s\); cost \$0\.0000; budget none\.",
+        usage,
+    )
+    assert written.read_text().startswith("# Research report")
+    assert answer(out, "/model")[0] == "Model: offline"
+
+
+def test_holdout_command_approves_the_evaluation_once() -> None:
+    create_context("mom", as_of="2020-06-30", holdout=("2019-07-01", None))
+    out = chat(["12-1 momentum?", "/holdout", "/holdout"], "--context", "mom")
+    asked = "\n".join(answer(out, "12-1 momentum?"))
+    assert "[holdout] Evaluate the accepted hypothesis on the holdout?" in asked
+    assert "-> evaluate_holdout(" not in asked
+    approved = "\n".join(answer(out, "/holdout"))
+    assert "-> evaluate_holdout(" in approved
+    assert "[decision] REJECT" in approved  # momentum switches off in the holdout
+    again = answer(out, "/holdout", 1)[0]
+    assert again.startswith("Holdout evaluated: holdout Sharpe")
+
+
+def test_startup_mistakes_are_input_errors() -> None:
+    with pytest.raises(InputError, match="nosuch"):
+        chat([], "--resume", "nosuch")
+    with pytest.raises(InputError, match=r"nope\.parquet"):
+        chat([], "--data", "nope.parquet")
+    with pytest.raises(InputError, match="unknown-ctx"):
+        chat([], "--context", "unknown-ctx")
+
+
+async def _slow_turn() -> AsyncIterator[ChatEvent]:
+    yield ToolStarted("c1", "walk_forward_cv", "researcher", {}, "cv.n_splits=5")
+    await asyncio.sleep(0.5)
+    yield ToolFinished("c1", "walk_forward_cv", "researcher", True, False, 0.5, "IC 0.05")
+    yield TurnEnded("complete", "accept", "# Research report\n", "")
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_long_tool_calls_show_progress(tty: bool) -> None:
+    written: list[str] = []
+    display = ChatDisplay(written.append, tty=tty, progress_every_s=0.1)
+    ended = asyncio.run(drive_turn(_slow_turn(), display, tick_s=0.02))
+    assert ended is not None
+    assert ended.decision == "accept"
+    text = "".join(written)
+    assert text.index("-> walk_forward_cv(cv.n_splits=5)") < text.index("ok walk_forward_cv")
+    if tty:  # a spinner rewritten in place, cleared before the next line
+        assert re.search(r"\r\x1b\[2K  [|/\\-] running walk_forward_cv \(\d+ s\)", text)
+        assert re.search(r"\r\x1b\[2K(\x1b\[[0-9;]*m)*  ok walk_forward_cv", text)
+    else:  # plain lines every progress_every_s
+        progress = re.findall(r"^  \.\.\. running walk_forward_cv \(\d+ s\)$", text, re.M)
+        assert progress  # at least one; how many depends on the machine's load
+        assert "\r" not in text
