@@ -219,7 +219,9 @@ def _citation_tables(state: ResearchState, ids: set[str]) -> list[str]:
             kinds = [k.label for k in classify_passage(p.text)]
             if looks_like_instruction(p.text):
                 kinds.append("text addressed to an AI model (not quoted)")
-            period = " ".join(str(v) for v in (c.get("fiscal_period"), c.get("fiscal_year")) if v)
+            year, quarter = c.get("fiscal_year"), c.get("fiscal_period")
+            period = "" if year is None else f"FY{year}"
+            period = f"{quarter} {period}".strip() if quarter not in (None, "FY") else period
             item = f"Item {c.get('item')}" + (f" {c['item_title']}" if c.get("item_title") else "")
             parts.append(
                 _row(
