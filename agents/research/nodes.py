@@ -12,6 +12,9 @@ which is what keeps a session resumed after a crash from repeating a call.
 
 Follow-up questions (chat) open a new turn in ``plan``; nodes write progress events to
 LangGraph's custom stream. Both are described in :mod:`quantdesk.agents.research.turns`.
+Nodes annotate their state as :class:`~quantdesk.agents.research.turns.SessionState`: LangGraph
+hands a node only the keys of the schema its ``state`` parameter names, and the nodes need
+``turns``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from quantdesk.agents.research.state import (
     primary_trial,
 )
 from quantdesk.agents.research.turns import (
+    SessionState,
     current_turn,
     emit,
     first_turn,
@@ -130,7 +134,7 @@ class ResearchNodes:
 
     # ------------------------------------------------------------------ plan and researcher
 
-    def plan(self, state: ResearchState) -> Command[Literal["researcher"]]:
+    def plan(self, state: SessionState) -> Command[Literal["researcher"]]:
         """Seed the conversation (system prompt with the context, the question).
 
         On a thread that already has a conversation, the question is a follow-up: it is
@@ -166,7 +170,7 @@ class ResearchNodes:
             used.update(call["id"] for call in message.get("tool_calls", []))
         return used
 
-    async def researcher(self, state: ResearchState) -> Command[Literal["tools", "critic"]]:
+    async def researcher(self, state: SessionState) -> Command[Literal["tools", "critic"]]:
         """One model call: queue its tool calls, or record its final answer as the hypothesis."""
         emit("node", node="researcher", round=state.get("round", 0))
         steps = state.get("researcher_steps", 0)
@@ -257,7 +261,7 @@ class ResearchNodes:
         )
 
     def tools_node(
-        self, state: ResearchState
+        self, state: SessionState
     ) -> Command[Literal["tools", "researcher", "critic", "risk", "holdout"]]:
         """Run the next pending call (unless it already ran), then continue or hand back."""
         pending = list(state.get("pending_calls", []))
@@ -320,7 +324,7 @@ class ResearchNodes:
 
     # ------------------------------------------------------------------ critic
 
-    async def critic(self, state: ResearchState) -> Command[Literal["tools", "researcher", "risk"]]:
+    async def critic(self, state: SessionState) -> Command[Literal["tools", "researcher", "risk"]]:
         """Review the hypothesis; ask for extra tests or a rebuttal while rounds remain."""
         emit("node", node="critic", round=state.get("round", 0))
         review = state.get("round", 0) + 1
@@ -373,7 +377,7 @@ class ResearchNodes:
 
     # ------------------------------------------------------------------ risk, decision, holdout
 
-    def risk(self, state: ResearchState) -> Command[Literal["tools", "decide"]]:
+    def risk(self, state: SessionState) -> Command[Literal["tools", "decide"]]:
         """Assess the primary trial's risk report (asking for one if needed); may veto."""
         emit("node", node="risk", round=state.get("round", 0))
         primary = primary_trial(turn_view(state))
@@ -407,13 +411,13 @@ class ResearchNodes:
             update={"risk_findings": rules.risk_assessment(reports[-1], self.risk_limits)},
         )
 
-    def decide(self, state: ResearchState) -> Command[Literal["holdout", "report"]]:
+    def decide(self, state: SessionState) -> Command[Literal["holdout", "report"]]:
         """Apply the decision rule (see :func:`rules.decide`) to this turn's evidence."""
         emit("node", node="decide", round=state.get("round", 0))
         decision = rules.decide(turn_view(state))
         return Command(goto="holdout", update={"decision": decision})
 
-    def holdout(self, state: ResearchState) -> Command[Literal["tools", "report"]]:
+    def holdout(self, state: SessionState) -> Command[Literal["tools", "report"]]:
         """Evaluate the accepted hypothesis on the holdout: once, and with approval if asked."""
         emit("node", node="holdout", round=state.get("round", 0))
         status = dict(state.get("holdout") or {})
@@ -481,7 +485,7 @@ class ResearchNodes:
             update={"pending_calls": [call], "holdout": {"status": "approved", "call_id": call_id}},
         )
 
-    def report(self, state: ResearchState) -> Command[Literal["__end__"]]:
+    def report(self, state: SessionState) -> Command[Literal["__end__"]]:
         """Write the markdown report and the citation index."""
         emit("node", node="report", round=state.get("round", 0))
         citations = {e["id"]: e["name"] for e in state.get("tool_log", [])}

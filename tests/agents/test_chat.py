@@ -143,8 +143,35 @@ def test_a_follow_up_sees_the_conversation_and_keeps_counting_trials() -> None:
     # turn 2 is judged on its own evidence: nothing from turn 1's split tests or DSR
     decided = next(e for e in second if isinstance(e, Decided))
     assert not any("critic_r1" in reason for reason in decided.reasons)
+    turn2_ids = {e["id"] for e in state["tool_log"][9:]}
+    cited = {i for c in state["critiques"][-1]["concerns"] for i in c["cites"]}
+    assert cited
+    assert cited <= turn2_ids
     dsr = next(e for e in state["tool_log"][9:] if e["name"] == "deflated_sharpe")
     assert any(f"[deflated_sharpe {dsr['id']}]" in reason for reason in decided.reasons)
+
+
+def test_each_turn_gets_its_own_critic_round_and_holdout_approval() -> None:
+    ctx = create_context("mom", as_of="2020-06-30", holdout=("2019-07-01", None))
+
+    async def go(store: SessionStore) -> dict[str, Any]:
+        chat = await ChatSession.new(store, model=OfflineModel(), context=ctx.id, tools=TOOLS)
+        await collect(chat.ask("12-1 momentum?"))
+        await collect(chat.answer_holdout(False))  # declined: the holdout stays unread
+        events = await collect(chat.ask("12-1 momentum from 2016-01-04?"))
+        request = next(e for e in events if isinstance(e, ApprovalRequested))
+        assert request.arguments["hypothesis"].startswith("H2-")
+        await collect(chat.answer_holdout(True))
+        return dict((await chat.snapshot()).values)
+
+    state = run(go)
+    ids = [e["id"] for e in state["tool_log"]]
+    # the critic of turn 2 had review rounds of its own: it asked for split tests again
+    assert {"critic_r1_split_first", "critic_r3_split_first"} <= set(ids)
+    assert ids[-1] == "holdout_evaluate_t2"  # evaluated for turn 2's hypothesis, once
+    assert ids.count("holdout_evaluate_t2") == 1
+    assert "holdout_evaluate" not in ids
+    assert state["holdout"]["status"] == "evaluated"
 
 
 def test_a_follow_up_without_a_new_trial_is_judged_on_the_earlier_evidence() -> None:
