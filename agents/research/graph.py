@@ -30,7 +30,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
+from langgraph.types import Command, Durability
 
 from quantdesk.agents.model import Model, get_model
 from quantdesk.agents.research.nodes import HoldoutMode, ResearchNodes, ToolRunner
@@ -65,6 +65,13 @@ DEFAULT_TOOLS: tuple[str, ...] = (
     "get_filing_section",
 )
 """Tools offered by default (those registered; filing tools when present)."""
+
+
+DURABILITY: Durability = "sync"
+"""LangGraph durability of a session run: each step's checkpoint is written before the next
+step starts. The default (``"async"``) writes it while the next step runs, so a process killed
+during a tool call loses the calls before it (they would run again on resume) and may leave a
+checkpoint that looks finished."""
 
 
 @dataclass(frozen=True)
@@ -219,12 +226,12 @@ async def arun_research(
     snapshot = await graph.aget_state(config)
     if snapshot.values and snapshot.next:  # stopped mid-run (crash) or at the interrupt
         payload: Any = None if approve_holdout is None else Command(resume=approve_holdout)
-        result = await graph.ainvoke(payload, config)
+        result = await graph.ainvoke(payload, config, durability=DURABILITY)
     elif snapshot.values:  # already complete
         result = dict(snapshot.values)
     else:
         start = {"question": question, "context": context_state(context)}
-        result = await graph.ainvoke(start, config)
+        result = await graph.ainvoke(start, config, durability=DURABILITY)
     return _outcome(thread_id, result)
 
 
