@@ -31,6 +31,15 @@ def test_demo_is_a_complete_agent_session_that_resumes(
     assert "Researcher model: offline" in out
     assert "[deflated_sharpe " in out  # numbers cite the tool call that produced them
     assert report.read_text().startswith("# Research report")
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "[deflated_sharpe critic_r1_dsr]" in page
+    # the fictional sample filings are ingested, searched as of the data's end, and read
+    assert "Filings: 9 FICTIONAL sample filings of the demo companies (14 passages" in out
+    assert "SYN042 (held long on 2020-10-19): its filings mention a pending merger" in out
+    assert "(FICTIONAL-SYN042-10Q-2020Q2, chars " in out
+    assert "Point in time: 3 of the 9 sample filings became public after the session's as-of" in out
+    assert "FICTIONAL-SYN044-8K-20201019" not in report.read_text()  # public that evening
     found = re.search(r"Session (\w+): complete, decision accept, (\d+) tool calls", out)
     assert found, out
     thread, calls = found.group(1), int(found.group(2))
@@ -47,6 +56,9 @@ def test_research_on_noise_is_rejected(capsys: pytest.CaptureFixture[str]) -> No
     )
     assert code == 0, err
     assert "Decision: **REJECT**" in out
+    # nothing was ingested in this home: the session says so and goes on
+    assert "no filings were read [search_filings offline_6_search_filings]" in out
+    assert "holds no filings" in out
 
 
 def test_research_bad_data_path_is_one_line(
