@@ -89,6 +89,7 @@ class _Repl:
         self.options = options
         self.say = display.line
         self.models: list[Any] = [session.model]  # closed when the chat ends
+        options["current"]["id"] = session.thread_id  # for the message after a Ctrl-C
 
     async def run_turn(self, events: AsyncIterator[ChatEvent]) -> None:
         tick = time.perf_counter()
@@ -137,6 +138,7 @@ class _Repl:
 
     async def _switch(self, session: Any, resumed: bool) -> None:
         self.session = session
+        self.options["current"]["id"] = session.thread_id
         await self.describe(resumed)
 
     async def cmd_new(self, arg: str) -> None:
@@ -267,6 +269,7 @@ async def _chat(
     budget: Any,
     read_line: Callable[[], str | None],
     display: ChatDisplay,
+    current: dict[str, str],
 ) -> None:
     from quantdesk.agents.model import get_model
     from quantdesk.agents.research.chat import ChatSession
@@ -285,7 +288,7 @@ async def _chat(
                 store, model=get_model(model_id), context=context, budget=budget
             )
         session.hints = dict(hints)
-        repl = _Repl(store, session, display, {"hints": hints})
+        repl = _Repl(store, session, display, {"hints": hints, "current": current})
         try:
             await _loop(repl, read_line)
         finally:
@@ -366,14 +369,22 @@ def chat_command(
         hints, note = _data_hints(data)
         if note:
             display.line(note)
-    asyncio.run(
-        _chat(
-            resume=resume,
-            model_id=model,
-            context=context,
-            hints=hints,
-            budget=_budget(max_tokens, max_usd) if (max_tokens or max_usd) else None,
-            read_line=_line_reader(tty, display),
-            display=display,
+    current: dict[str, str] = {}
+    try:
+        asyncio.run(
+            _chat(
+                resume=resume,
+                model_id=model,
+                context=context,
+                hints=hints,
+                budget=_budget(max_tokens, max_usd) if (max_tokens or max_usd) else None,
+                read_line=_line_reader(tty, display),
+                display=display,
+                current=current,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        # Every finished step is checkpointed already; say how to pick the session up.
+        where = f": quantdesk chat --resume {current['id']}" if current.get("id") else ""
+        display.line(f"Interrupted. The session is saved up to its last step{where}")
+        raise typer.Exit(130) from None

@@ -166,6 +166,12 @@ async def drive_turn(
                 ended = event
             pending = asyncio.ensure_future(anext(iterator))
     finally:
+        # Interrupted (Ctrl-C) or failed: let the turn finish its own cleanup (it saves the
+        # session's usage) before the caller closes the session store under it.
         if not pending.done():
             pending.cancel()
+            await asyncio.wait({pending})
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
         display.end_tool()

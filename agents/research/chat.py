@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from langgraph.types import Command
@@ -241,8 +242,9 @@ class ChatSession:
         payload: dict[str, Any] = {"question": question}
         if status == "new":
             payload["context"] = self._context
-        async for event in self._run(payload):
-            yield event
+        async with aclosing(self._run(payload)) as events:
+            async for event in events:
+                yield event
 
     async def answer_holdout(self, approve: bool) -> AsyncIterator[ChatEvent]:
         """Approve (evaluate once on the holdout) or decline the pending holdout evaluation.
@@ -252,8 +254,9 @@ class ChatSession:
         """
         if await self.status() != "awaiting_approval":
             raise InputError(await self.holdout_explanation(), fix=None)
-        async for event in self._run(Command(resume=approve)):
-            yield event
+        async with aclosing(self._run(Command(resume=approve))) as events:
+            async for event in events:
+                yield event
 
     async def resume_turn(self) -> AsyncIterator[ChatEvent]:
         """Finish a turn that stopped (crash, budget, provider failure) where it stopped.
@@ -265,8 +268,9 @@ class ChatSession:
             raise InputError(
                 "No unfinished turn to continue.", fix="ask a question to start a new turn."
             )
-        async for event in self._run(None):
-            yield event
+        async with aclosing(self._run(None)) as events:
+            async for event in events:
+                yield event
 
     async def holdout_explanation(self) -> str:
         """Why the holdout was or was not evaluated (or that it awaits approval)."""
