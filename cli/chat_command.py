@@ -79,6 +79,9 @@ def _budget(max_tokens: int | None, max_usd: float | None) -> Any:
     return Budget(max_tokens=max_tokens, max_usd=max_usd)
 
 
+_SESSIONS_SHOWN = 20
+
+
 class _Repl:
     """The command loop around one :class:`ChatSession` at a time."""
 
@@ -160,7 +163,8 @@ class _Repl:
         await self._switch(session, resumed=True)
 
     async def cmd_sessions(self, arg: str) -> None:
-        sessions = await self.store.list_sessions()
+        total = len(await self.store.thread_ids())
+        sessions = await self.store.list_sessions(limit=_SESSIONS_SHOWN)
         if not sessions:
             self.say("No saved sessions yet.")
             return
@@ -173,6 +177,8 @@ class _Repl:
                 f"{mark} {s.thread_id:<13} {updated}  {s.turns:>5}  {s.decision or '-':<20} "
                 f"{s.status:<10} {s.model or '-'}  {question[:60]}"
             )
+        if total > len(sessions):
+            self.say(f"({total - len(sessions)} older session(s) not shown)")
 
     async def cmd_trials(self, arg: str) -> None:
         records, ours = await self.session.trials()

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from quantdesk.agents.research.chat_events import ChatEvent, ToolFinished, ToolStarted, TurnEnded
 from quantdesk.cli.chat_command import chat_command
 from quantdesk.cli.chat_display import ChatDisplay, drive_turn
+from quantdesk.quant_core import demo_universe
 from quantdesk.quant_core.errors import InputError
 from quantdesk.quant_core.research_context import create_context
 
@@ -158,6 +159,25 @@ def test_holdout_command_approves_the_evaluation_once() -> None:
     assert "[decision] REJECT" in approved  # momentum switches off in the holdout
     again = answer(out, "/holdout", 1)[0]
     assert again.startswith("Holdout evaluated: holdout Sharpe")
+
+
+def test_data_folder_with_one_price_file_is_the_sessions_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUANTDESK_DATA_DIRS", str(tmp_path / "elsewhere"))  # restored after
+    folder = tmp_path / "mydata"
+    (folder / "prices").mkdir(parents=True)
+    prices = folder / "prices" / "panel.parquet"
+    demo_universe(seed=5, n_symbols=20, n_sessions=600).prices.write_parquet(prices)
+    out = chat(["Is there 12-1 momentum?"], "--data", str(folder))
+    assert "-> fetch_prices(source.kind=file, source.path=/" in out
+    assert f'Plan: source {{"kind": "file", "path": "{prices}"}}' in out
+    assert "ok fetch_prices [offline_0_fetch_prices]" in out
+    assert "20 symbols" in out
+    # several price files: the chat starts and says to name one
+    (folder / "other.csv").write_text("date,symbol,close\n")
+    out = chat(["/quit"], "--data", str(folder))
+    assert "holds several price files (other.csv, prices/panel.parquet)" in out
 
 
 def test_startup_mistakes_are_input_errors() -> None:
