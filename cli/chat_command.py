@@ -149,7 +149,11 @@ class _Repl:
 
         ctx = (await self.session.context()).get("id")
         session = await ChatSession.new(
-            self.store, model=self.session.model, context=ctx, budget=self.session.ledger.budget
+            self.store,
+            model=self.session.model,
+            context=ctx,
+            budget=self.session.ledger.budget,
+            **self.options["graph"],
         )
         session.hints = dict(self.options.get("hints") or {})
         await self._switch(session, resumed=False)
@@ -159,7 +163,9 @@ class _Repl:
 
         if not arg or " " in arg:
             raise InputError(f"/resume needs one session id, got {arg!r}.", fix="/sessions.")
-        session = await ChatSession.resume(self.store, arg, model=self.session.model)
+        session = await ChatSession.resume(
+            self.store, arg, model=self.session.model, **self.options["graph"]
+        )
         await self._switch(session, resumed=True)
 
     async def cmd_sessions(self, arg: str) -> None:
@@ -280,28 +286,39 @@ async def _chat(
     from quantdesk.agents.model import get_model
     from quantdesk.agents.research.chat import ChatSession
     from quantdesk.agents.research.sessions import SessionStore
+    from quantdesk.cli.research_command import ToolThread
 
-    async with SessionStore.open() as store:
-        if resume:
-            await store.info(resume)  # an unknown id fails before a model is built
-            meta = await store.meta(resume)
-            # --model, then QUANTDESK_MODEL, then the model the session used last.
-            chosen = model_id or os.environ.get("QUANTDESK_MODEL", "").strip() or None
-            model = get_model(chosen or (meta.model if meta else None))
-            session = await ChatSession.resume(store, resume, model=model, budget=budget)
-        else:
-            session = await ChatSession.new(
-                store, model=get_model(model_id), context=context, budget=budget
-            )
-        session.hints = dict(hints)
-        repl = _Repl(store, session, display, {"hints": hints, "current": current})
-        try:
-            await _loop(repl, read_line)
-        finally:
-            for model in repl.models:
-                close = getattr(model, "aclose", None)
-                if close is not None:
-                    await close()
+    # One thread runs every tool call, as in `quantdesk research`: the filing index's SQLite
+    # connections belong to the thread that opened them.
+    tools = ToolThread()
+    graph = {"tool_runner": tools}
+    try:
+        async with SessionStore.open() as store:
+            if resume:
+                await store.info(resume)  # an unknown id fails before a model is built
+                meta = await store.meta(resume)
+                # --model, then QUANTDESK_MODEL, then the model the session used last.
+                chosen = model_id or os.environ.get("QUANTDESK_MODEL", "").strip() or None
+                model = get_model(chosen or (meta.model if meta else None))
+                session = await ChatSession.resume(
+                    store, resume, model=model, budget=budget, **graph
+                )
+            else:
+                session = await ChatSession.new(
+                    store, model=get_model(model_id), context=context, budget=budget, **graph
+                )
+            session.hints = dict(hints)
+            options = {"hints": hints, "current": current, "graph": graph}
+            repl = _Repl(store, session, display, options)
+            try:
+                await _loop(repl, read_line)
+            finally:
+                for used in repl.models:
+                    close = getattr(used, "aclose", None)
+                    if close is not None:
+                        await close()
+    finally:
+        tools.close()
 
 
 async def _loop(repl: _Repl, read_line: Callable[[], str | None]) -> None:

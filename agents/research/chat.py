@@ -35,6 +35,7 @@ from quantdesk.agents.research.chat_events import (
     custom_event,
     update_events,
 )
+from quantdesk.agents.research.graph import DURABILITY, build_research_graph, context_state
 from quantdesk.agents.research.sessions import SessionStatus, SessionStore, session_status
 from quantdesk.agents.usage import Budget, BudgetedModel, UsageLedger
 from quantdesk.quant_core.errors import InputError
@@ -108,8 +109,6 @@ class ChatSession:
         Raises:
             InputError: unknown context, or ``thread_id`` already names a session.
         """
-        from quantdesk.agents.research.graph import context_state
-
         thread_id = thread_id or uuid.uuid4().hex[:12]
         if await store.exists(thread_id):
             raise InputError(
@@ -163,8 +162,6 @@ class ChatSession:
     def graph(self) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The research graph of this session (streams text, asks before the holdout)."""
         if self._graph is None:
-            from quantdesk.agents.research.graph import build_research_graph
-
             options = {"holdout_mode": "ask", **self._options, "stream": True}
             budgeted = BudgetedModel(self.model, self.ledger)
             self._graph = build_research_graph(
@@ -294,6 +291,7 @@ class ChatSession:
                 self._config,  # type: ignore[arg-type]
                 stream_mode=["updates", "custom"],
                 version="v2",
+                durability=DURABILITY,
             ):
                 if part["type"] == "custom":
                     event = custom_event(part["data"])
