@@ -22,21 +22,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quantdesk.quant_core.errors import InputError
-from quantdesk.quant_core.holdout import (
-    _ACTIVE,
-    HoldoutAlreadyEvaluatedError,
-    HoldoutEvaluation,
-    HoldoutEvaluationFailedError,
-    HoldoutViolationError,
-    evaluate_holdout,
-    evaluating_holdout,
-    guard_holdout,
-    holdout_evaluations,
-    outside_holdout,
-)
 from quantdesk.quant_core.registry_db import (
     _MIGRATIONS,  # noqa: F401 (kept importable from here: tests read the migration list)
     connect_registry,
@@ -44,7 +32,50 @@ from quantdesk.quant_core.registry_db import (
     utc_now,
     write_transaction,
 )
-from quantdesk.quant_core.schema import coerce_as_of
+
+if TYPE_CHECKING:
+    from quantdesk.quant_core.holdout import (
+        HoldoutAlreadyEvaluatedError,
+        HoldoutEvaluation,
+        HoldoutEvaluationFailedError,
+        HoldoutViolationError,
+        evaluate_holdout,
+        evaluating_holdout,
+        guard_holdout,
+        holdout_evaluations,
+        outside_holdout,
+    )
+
+# Re-exported from .holdout on first access: it imports polars, which opening a context by
+# name (every tool call, every CLI command) does not need.
+_FROM_HOLDOUT = frozenset(
+    {
+        "HoldoutAlreadyEvaluatedError",
+        "HoldoutEvaluation",
+        "HoldoutEvaluationFailedError",
+        "HoldoutViolationError",
+        "evaluate_holdout",
+        "evaluating_holdout",
+        "guard_holdout",
+        "holdout_evaluations",
+        "outside_holdout",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _FROM_HOLDOUT:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from quantdesk.quant_core import holdout
+
+    value = getattr(holdout, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _FROM_HOLDOUT)
+
 
 __all__ = [
     "DEFAULT_TRIAL_BUDGET",
@@ -190,7 +221,11 @@ def create_context(
         )
     if not isinstance(notes, str):
         raise InputError(f"notes must be a string, got {type(notes).__name__}.", fix="pass text.")
-    cut = coerce_as_of(as_of)
+    cut = None
+    if as_of is not None:  # schema imports polars: not for the plain default context
+        from quantdesk.quant_core.schema import coerce_as_of
+
+        cut = coerce_as_of(as_of)
     start, end = _parse_holdout(holdout, cut)
     ctx_id = uuid.uuid4().hex[:12]
     file = registry_path(path)
@@ -228,6 +263,8 @@ def _parse_holdout(
             f"holdout={holdout!r} is not a (start, end) pair.",
             fix="pass holdout=('2019-01-01', '2020-12-31') or ('2019-01-01', None).",
         )
+    from quantdesk.quant_core.schema import coerce_as_of
+
     start, end = coerce_as_of(holdout[0]), coerce_as_of(holdout[1])
     if start is None:
         raise InputError("The holdout has no start date.", fix="pass holdout=(start, end).")
@@ -315,6 +352,8 @@ def use_context(context: ResearchContext | str) -> Iterator[ResearchContext]:
     Args:
         context: A context, or its id or name (read from the default registry).
     """
+    from quantdesk.quant_core.holdout import _ACTIVE  # the variable the guard reads
+
     ctx = context if isinstance(context, ResearchContext) else get_context(context)
     token = _ACTIVE.set(ctx)
     try:
@@ -325,4 +364,6 @@ def use_context(context: ResearchContext | str) -> Iterator[ResearchContext]:
 
 def active_context() -> ResearchContext | None:
     """Return the active research context, or ``None``."""
+    from quantdesk.quant_core.holdout import _ACTIVE
+
     return _ACTIVE.get()

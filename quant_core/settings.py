@@ -7,52 +7,73 @@ directory) once per call so that tests can change variables with ``monkeypatch``
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import TYPE_CHECKING, Any
 
 from quantdesk.quant_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
+
+    Settings = BaseSettings
 
 __all__ = ["Settings", "get_settings", "shared_data_dir"]
 
 
-class Settings(BaseSettings):
-    """quantdesk settings, each readable from a ``QUANTDESK_<NAME>`` variable.
+@functools.cache
+def _settings_class() -> type[Settings]:
+    # Built on first use: pydantic-settings (with asyncio and dotenv) costs ~20 ms to import,
+    # which one-shot commands that never read a setting should not pay.
+    from pydantic import Field
+    from pydantic_settings import BaseSettings, SettingsConfigDict
 
-    Attributes:
-        shared_data: Folder of the real public data used by tests, evaluations and
-            benchmarks (``QUANTDESK_SHARED_DATA``). Never copied into the repository.
-        home: Folder for quantdesk's own state: trial registry, research contexts,
-            caches, saved models (``QUANTDESK_HOME``).
-        seed: Default seed for every random generator (``QUANTDESK_SEED``).
-        data_dirs: Folders the tool layer may read price files from, separated by
-            ``os.pathsep`` (``QUANTDESK_DATA_DIRS``); empty means the shared data folder and
-            ``./data``. Paths outside them are refused (no traversal).
-        sec_company: Company name sent to SEC EDGAR with every request
-            (``QUANTDESK_SEC_COMPANY``; EDGAR's fair-access policy requires one).
-        sec_email: Contact e-mail sent to SEC EDGAR (``QUANTDESK_SEC_EMAIL``).
-        chroma_url: URL of a Chroma server (``QUANTDESK_CHROMA_URL``); empty means the
-            embedded store under ``home``.
-        model: Language model id (``QUANTDESK_MODEL``): ``anthropic:<model>``,
-            ``openai:<model>``, ``openai-compatible:<model>@<base url>`` or ``offline`` (the
-            default when empty). API keys are read by the providers from their own variables
-            (``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY``, ``QUANTDESK_OPENAI_API_KEY``) and are
-            never part of the settings.
-    """
+    class Settings(BaseSettings):
+        """quantdesk settings, each readable from a ``QUANTDESK_<NAME>`` variable.
 
-    model_config = SettingsConfigDict(
-        env_prefix="QUANTDESK_", env_file=".env", extra="ignore", frozen=True
-    )
+        Attributes:
+            shared_data: Folder of the real public data used by tests, evaluations and
+                benchmarks (``QUANTDESK_SHARED_DATA``). Never copied into the repository.
+            home: Folder for quantdesk's own state: trial registry, research contexts,
+                caches, saved models (``QUANTDESK_HOME``).
+            seed: Default seed for every random generator (``QUANTDESK_SEED``).
+            data_dirs: Folders the tool layer may read price files from, separated by
+                ``os.pathsep`` (``QUANTDESK_DATA_DIRS``); empty means the shared data folder
+                and ``./data``. Paths outside them are refused (no traversal).
+            sec_company: Company name sent to SEC EDGAR with every request
+                (``QUANTDESK_SEC_COMPANY``; EDGAR's fair-access policy requires one).
+            sec_email: Contact e-mail sent to SEC EDGAR (``QUANTDESK_SEC_EMAIL``).
+            chroma_url: URL of a Chroma server (``QUANTDESK_CHROMA_URL``); empty means the
+                embedded store under ``home``.
+            model: Language model id (``QUANTDESK_MODEL``): ``anthropic:<model>``,
+                ``openai:<model>``, ``openai-compatible:<model>@<base url>`` or ``offline``
+                (the default when empty). API keys are read by the providers from their own
+                variables (``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY``,
+                ``QUANTDESK_OPENAI_API_KEY``) and are never part of the settings.
+        """
 
-    shared_data: Path = Field(default=Path("../shared/data"))
-    home: Path = Field(default=Path(".quantdesk"))
-    seed: int = Field(default=7, ge=0)
-    data_dirs: str = Field(default="")
-    sec_company: str = Field(default="")
-    sec_email: str = Field(default="")
-    chroma_url: str = Field(default="")
-    model: str = Field(default="")
+        model_config = SettingsConfigDict(
+            env_prefix="QUANTDESK_", env_file=".env", extra="ignore", frozen=True
+        )
+
+        shared_data: Path = Field(default=Path("../shared/data"))
+        home: Path = Field(default=Path(".quantdesk"))
+        seed: int = Field(default=7, ge=0)
+        data_dirs: str = Field(default="")
+        sec_company: str = Field(default="")
+        sec_email: str = Field(default="")
+        chroma_url: str = Field(default="")
+        model: str = Field(default="")
+
+    Settings.__module__ = __name__
+    Settings.__qualname__ = "Settings"
+    return Settings
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Settings":
+        return _settings_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_settings() -> Settings:
@@ -62,7 +83,7 @@ def get_settings() -> Settings:
         ConfigError: A ``QUANTDESK_*`` variable has an invalid value.
     """
     try:
-        return Settings()
+        return _settings_class()()
     except ValueError as exc:  # pydantic.ValidationError subclasses ValueError
         raise ConfigError(
             f"Invalid quantdesk setting: {exc}",

@@ -44,28 +44,22 @@ The result types live in :mod:`.sharpe_results` and the effective number of tria
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
-from quantdesk.quant_core.effective_trials import (
-    _as_return_matrix,  # noqa: F401 (kept importable from here: overfitting, multiple_testing)
-    _finite,
-    effective_number_of_trials,
-)
 from quantdesk.quant_core.errors import InputError
-from quantdesk.quant_core.metrics import (
-    PERIODS_PER_YEAR,
-    ReturnsLike,
-    as_returns,
-    sample_moments,
-)
 from quantdesk.quant_core.sharpe_results import DSRResult, MinTRLResult, PSRResult
 
+if TYPE_CHECKING:
+    from quantdesk.quant_core.effective_trials import effective_number_of_trials
+    from quantdesk.quant_core.metrics import ReturnsLike
+
 # The standard normal from the standard library (erf-based CDF, Wichura's AS241 quantile): as
-# accurate as scipy.stats.norm here and free to import, which keeps one-shot CLI calls fast.
+# accurate as scipy.stats.norm here and free to import. numpy and polars are imported only when
+# returns or trial Sharpe lists are given: a Sharpe ratio given by its statistics (one CLI call)
+# needs neither.
 _NORMAL = NormalDist()
 
 __all__ = [
@@ -81,10 +75,46 @@ __all__ = [
     "probabilistic_sharpe_ratio",
 ]
 
+# Re-exported from .effective_trials on first access (overfitting and multiple_testing import
+# _as_return_matrix from here).
+_FROM_EFFECTIVE_TRIALS = frozenset({"_as_return_matrix", "effective_number_of_trials"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _FROM_EFFECTIVE_TRIALS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from quantdesk.quant_core import effective_trials
+
+    value = getattr(effective_trials, name)
+    globals()[name] = value
+    return value
+
+
 EULER_MASCHERONI = 0.5772156649015329
 SharpeUnits = Literal["per_period", "annualized"]
+#: Periods per year of daily returns: ``metrics.PERIODS_PER_YEAR`` (a test pins the two equal),
+#: repeated here so that this module does not import numpy and polars through ``metrics``.
+PERIODS_PER_YEAR = 252
 # Above this annualised Sharpe an explicit "per-period" input is almost surely annualised.
 _MAX_PLAUSIBLE_ANNUAL_SHARPE = 10.0
+
+
+def _numpy_types(*names: str) -> tuple[type, ...]:
+    """The numpy scalar types ``names``; none when numpy is not imported (no value is one)."""
+    np = sys.modules.get("numpy")
+    return tuple(getattr(np, n) for n in names) if np is not None else ()
+
+
+def _finite(value: Any, name: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{name}={value!r} is not a number.", fix=f"pass {name} as a float."
+        ) from None
+    if not math.isfinite(out):
+        raise InputError(f"{name}={value!r} is not finite.", fix=f"pass a finite {name}.")
+    return out
 
 
 @dataclass(frozen=True)
@@ -99,7 +129,7 @@ class _Moments:
 def _check_annualization(annualization: Any) -> int:
     if (
         isinstance(annualization, bool)
-        or not isinstance(annualization, int | np.integer)
+        or not isinstance(annualization, (int, *_numpy_types("integer")))
         or annualization < 1
     ):
         raise InputError(
@@ -142,7 +172,11 @@ def _sharpe_per_period(
 
 
 def _check_n_obs(n_obs: Any) -> int:
-    if isinstance(n_obs, bool) or not isinstance(n_obs, int | np.integer) or n_obs < 2:
+    if (
+        isinstance(n_obs, bool)
+        or not isinstance(n_obs, (int, *_numpy_types("integer")))
+        or n_obs < 2
+    ):
         raise InputError(
             f"n_obs={n_obs!r} must be an integer of at least 2 (the number of returns).",
             fix="pass the length of the return series the Sharpe was measured on.",
@@ -171,6 +205,8 @@ def _resolve(
                 fix="pass either the returns (moments are computed from them) or sr, n_obs, "
                 "skew and kurtosis, not both.",
             )
+        from quantdesk.quant_core.metrics import sample_moments
+
         m = sample_moments(returns)
         return _Moments(m.sharpe, m.n_obs, m.skew, m.kurtosis, "returns")
     required = ["sr", "skew", "kurtosis"] + (["n_obs"] if need_n_obs else [])
@@ -320,7 +356,7 @@ def min_track_record_length(
 
 def _check_n_trials(n_trials: Any) -> float:
     if isinstance(n_trials, bool) or not isinstance(
-        n_trials, int | float | np.integer | np.floating
+        n_trials, (int, float, *_numpy_types("integer", "floating"))
     ):
         raise InputError(
             f"n_trials={n_trials!r} must be a number of at least 1.",
@@ -381,6 +417,10 @@ def _trial_variance(
             fix="pass one: the trial Sharpes (their ddof=1 variance is used) or their variance.",
         )
     if trial_sharpes is not None:
+        import numpy as np
+
+        from quantdesk.quant_core.metrics import as_returns
+
         values = as_returns(trial_sharpes, what="trial Sharpe ratios", min_obs=2)
         if units == "annualized":
             values = values / math.sqrt(annualization)

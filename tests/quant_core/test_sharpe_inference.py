@@ -415,3 +415,40 @@ def test_known_truth_power_and_false_positive_rate_over_seeds() -> None:
     # The best of 100 noise variants must beat its own expected maximum by 1.645 s.e.
     # (~0.2% chance per seed): no seed in 40 passed in a longer run (max DSR 0.76).
     assert fake_pass == 0
+
+
+def test_constants_and_helpers_repeated_here_equal_their_originals() -> None:
+    from quantdesk.quant_core import effective_trials, metrics, sharpe_inference
+
+    assert sharpe_inference.PERIODS_PER_YEAR == metrics.PERIODS_PER_YEAR
+    assert sharpe_inference._as_return_matrix is effective_trials._as_return_matrix
+    assert (
+        sharpe_inference.effective_number_of_trials is effective_trials.effective_number_of_trials
+    )
+    for value in (1, 2.5, np.float32(0.25), "3", "x", None, float("nan"), float("inf"), [1]):
+        outcomes = []
+        for finite in (sharpe_inference._finite, effective_trials._finite):
+            try:
+                outcomes.append(finite(value, "v"))
+            except InputError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1]
+
+
+def test_statistics_alone_need_neither_numpy_nor_scipy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from quantdesk.quant_core.sharpe_inference import deflated_sharpe_ratio; "
+        "r = deflated_sharpe_ratio(sr=0.07, n_obs=1260, skew=-0.5, kurtosis=6.0, n_trials=10, "
+        "var_trial_sharpes=0.0004); "
+        "print(r.dsr, sorted(m for m in ('numpy', 'polars', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    dsr, loaded = out.stdout.split(" ", 1)
+    assert loaded.strip() == "[]"
+    expected = deflated_sharpe_ratio(
+        sr=0.07, n_obs=1260, skew=-0.5, kurtosis=6.0, n_trials=10, var_trial_sharpes=0.0004
+    )
+    assert float(dsr) == expected.dsr
