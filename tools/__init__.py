@@ -5,9 +5,10 @@ One registry (:func:`list_tools`, :func:`tool_schema`) and one entry point
 its request strictly, runs inside a research context and reports each guardrail it applied
 (as-of, holdout, data validation, look-ahead, leakage, costs, trial budget, multiple testing).
 
-Importing this package loads pydantic and the tool layer only; polars, numpy, LightGBM and
-scikit-learn are imported when a tool runs (``check_lookahead`` and ``LookaheadReport`` are
-re-exported lazily for the same reason). Design notes: ``docs/tools.md``.
+Importing this package loads nothing: each name is imported from its module on first access,
+so that ``quantdesk tool run`` pays for the modules of one call only. The tool layer needs
+pydantic; polars, numpy, LightGBM and scikit-learn are imported when a tool runs. Design
+notes: ``docs/tools.md``.
 """
 
 from __future__ import annotations
@@ -15,29 +16,28 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from quantdesk.tools.envelope import (
-    Envelope,
-    GuardrailCheck,
-    Provenance,
-    ToolError,
-    ToolInputError,
-    ToolRefusedError,
-)
-from quantdesk.tools.guardrails import GUARDRAILS, GuardrailRule, ToolRun
-from quantdesk.tools.inputs import DataSource, DemoSource, FileSource, ToolInput
-from quantdesk.tools.providers import (
-    DATA_DIRS_ENV,
-    DemoProvider,
-    LocalFileProvider,
-    PriceProvider,
-    allowed_data_dirs,
-    resolve_data_path,
-)
-from quantdesk.tools.registry import ToolSpec, get_tool, list_tools, tool_names, tool_schema
-from quantdesk.tools.runner import MAX_PAYLOAD_BYTES, run_tool
-
 if TYPE_CHECKING:
+    from quantdesk.tools.envelope import (
+        Envelope,
+        GuardrailCheck,
+        Provenance,
+        ToolError,
+        ToolInputError,
+        ToolRefusedError,
+    )
+    from quantdesk.tools.guardrails import GUARDRAILS, GuardrailRule, ToolRun
+    from quantdesk.tools.inputs import DataSource, DemoSource, FileSource, ToolInput
     from quantdesk.tools.lookahead import LookaheadReport, check_lookahead
+    from quantdesk.tools.providers import (
+        DATA_DIRS_ENV,
+        DemoProvider,
+        LocalFileProvider,
+        PriceProvider,
+        allowed_data_dirs,
+        resolve_data_path,
+    )
+    from quantdesk.tools.registry import ToolSpec, get_tool, list_tools, tool_names, tool_schema
+    from quantdesk.tools.runner import MAX_PAYLOAD_BYTES, run_tool
 
 __all__ = [
     "DATA_DIRS_ENV",
@@ -70,11 +70,41 @@ __all__ = [
     "tool_schema",
 ]
 
-_LAZY = {"LookaheadReport": "lookahead", "check_lookahead": "lookahead"}
+_MODULE_OF = {
+    **dict.fromkeys(
+        (
+            "Envelope",
+            "GuardrailCheck",
+            "Provenance",
+            "ToolError",
+            "ToolInputError",
+            "ToolRefusedError",
+        ),
+        "envelope",
+    ),
+    **dict.fromkeys(("GUARDRAILS", "GuardrailRule", "ToolRun"), "guardrails"),
+    **dict.fromkeys(("DataSource", "DemoSource", "FileSource", "ToolInput"), "inputs"),
+    **dict.fromkeys(("LookaheadReport", "check_lookahead"), "lookahead"),
+    **dict.fromkeys(
+        (
+            "DATA_DIRS_ENV",
+            "DemoProvider",
+            "LocalFileProvider",
+            "PriceProvider",
+            "allowed_data_dirs",
+            "resolve_data_path",
+        ),
+        "providers",
+    ),
+    **dict.fromkeys(
+        ("ToolSpec", "get_tool", "list_tools", "tool_names", "tool_schema"), "registry"
+    ),
+    **dict.fromkeys(("MAX_PAYLOAD_BYTES", "run_tool"), "runner"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -8,6 +8,7 @@ trial, because looking at it is a trial too), so N can never be set below what w
 from __future__ import annotations
 
 import math
+import statistics
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -26,6 +27,7 @@ from quantdesk.tools.outputs import DeflatedSharpe, TrialSummary, finite
 from quantdesk.tools.registry import tool
 
 if TYPE_CHECKING:
+    from quantdesk.quant_core.research_context import ResearchContext
     from quantdesk.quant_core.sharpe_inference import DSRResult
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "TrialId",
     "deflated_sharpe",
     "pbo",
+    "recorded_sharpes",
 ]
 
 TrialId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -126,8 +129,6 @@ def _verdict(d: DeflatedSharpe) -> str:
 )
 def deflated_sharpe(inputs: DeflatedSharpeInput, run: ToolRun) -> DeflatedSharpeOutput:
     """Deflate the given Sharpe ratio by the trials of the research context."""
-    from quantdesk.quant_core.trials import TrialRegistry
-
     given = [k for k in ("trial_id", "returns", "stats") if getattr(inputs, k) is not None]
     if len(given) != 1:
         raise ToolInputError(
@@ -137,50 +138,74 @@ def deflated_sharpe(inputs: DeflatedSharpeInput, run: ToolRun) -> DeflatedSharpe
             '"n_obs": 1260}}.',
         )
     as_of = resolve_as_of(run, inputs.as_of, required=False)
-    registry = TrialRegistry(run.context.registry)
-    records = registry.trials(run.context)
     trial = None
-    if inputs.trial_id is not None:
-        record = context_trial(registry, run, inputs.trial_id)
-        check_trial_dates(run, [record], as_of)
-        result = registry.deflated_sharpe(run.context, record)
-        trial = TrialSummary.of(record)
-    elif inputs.returns is not None:
-        result = registry.deflated_sharpe(run.context, returns=inputs.returns)
+    if inputs.stats is not None:
+        recorded = recorded_sharpes(run.context)
+        result = _from_stats(inputs.stats, recorded)
+        n_recorded = len(recorded)
     else:
-        result = _from_stats(inputs.stats, [r.sr_per_session for r in records])  # type: ignore[arg-type]
+        from quantdesk.quant_core.trials import TrialRegistry
+
+        registry = TrialRegistry(run.context.registry)
+        n_recorded = registry.count(run.context)
+        if inputs.trial_id is not None:
+            record = context_trial(registry, run, inputs.trial_id)
+            check_trial_dates(run, [record], as_of)
+            result = registry.deflated_sharpe(run.context, record)
+            trial = TrialSummary.of(record)
+        else:
+            result = registry.deflated_sharpe(run.context, returns=inputs.returns)
     summary = DeflatedSharpe.of(result)
     counted = inputs.trial_id is None
     run.passed(
         "multiple_testing",
-        f"deflated by N={summary.n_trials:g}: {len(records)} recorded trial(s) of research "
+        f"deflated by N={summary.n_trials:g}: {n_recorded} recorded trial(s) of research "
         f"context {run.context.name!r}" + (" plus this unrecorded candidate." if counted else "."),
     )
     return DeflatedSharpeOutput(
         source="trial" if inputs.trial_id else ("returns" if inputs.returns else "stats"),
         trial=trial,
-        recorded_trials=len(records),
+        recorded_trials=n_recorded,
         candidate_counted=counted,
         deflated_sharpe=summary,
         verdict=_verdict(summary),
     )
 
 
+def recorded_sharpes(context: ResearchContext) -> list[float]:
+    """Per-session Sharpe ratios of the context's search trials, in recording order.
+
+    The values of ``[r.sr_per_session for r in TrialRegistry(ctx.registry).trials(ctx)]``
+    (a test pins the two equal), read with one query: the trial registry module imports numpy
+    and polars, which a Sharpe ratio given by its statistics does not otherwise need.
+    """
+    from contextlib import closing
+
+    from quantdesk.quant_core.registry_db import connect_registry
+
+    with closing(connect_registry(context.registry)) as conn:
+        rows = conn.execute(
+            # holdout evaluations are not trials of the search (TrialRegistry.trials)
+            "SELECT sr_per_period, period_sessions FROM trials "
+            "WHERE context_id = ? AND kind != 'holdout' ORDER BY number",
+            (context.id,),
+        ).fetchall()
+    return [sr / math.sqrt(period) for sr, period in rows]
+
+
 def _from_stats(stats: SharpeStats, recorded: list[float]) -> DSRResult:
     """DSR of explicit statistics; N and V include the candidate (per-session units)."""
-    import numpy as np
-
     from quantdesk.quant_core.sharpe_inference import deflated_sharpe_ratio
 
     sr = stats.sharpe / math.sqrt(_ANNUAL) if stats.units == "annualized" else stats.sharpe
-    sharpes = np.array([*recorded, sr], dtype=np.float64)
+    sharpes = [*recorded, sr]
     return deflated_sharpe_ratio(
         sr=sr,
         n_obs=stats.n_obs,
         skew=stats.skew,
         kurtosis=stats.kurtosis,
-        n_trials=sharpes.size,
-        var_trial_sharpes=float(np.var(sharpes, ddof=1)) if sharpes.size > 1 else None,
+        n_trials=len(sharpes),
+        var_trial_sharpes=statistics.variance(sharpes) if len(sharpes) > 1 else None,
     )
 
 

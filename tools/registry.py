@@ -6,9 +6,10 @@ guardrails it enforces, whether it records a trial, and an example request. JSON
 generated from the pydantic models: :func:`tool_schema` gives the request schema and the
 schema of the envelope around the result.
 
-Importing the registry loads the tool modules, which import only pydantic and the tool
-layer's own light modules; polars, numpy, LightGBM and scikit-learn are imported inside the
-tool functions, when a tool runs.
+The tool modules are imported on first use: :func:`get_tool` imports the module of the one
+tool asked for (``_MODULE_OF``), :func:`list_tools` all of them. They import only pydantic and
+the tool layer's own light modules; polars, numpy, LightGBM and scikit-learn are imported
+inside the tool functions, when a tool runs.
 """
 
 from __future__ import annotations
@@ -40,6 +41,23 @@ _TOOL_MODULES = (
     "quantdesk.tools.trial_tools",
     "quantdesk.tools.filing_tools",
 )
+# Where each tool is defined, so that running one tool imports one module (and builds its
+# pydantic models only) instead of all of them; a test checks it against the registrations.
+_MODULE_OF = {
+    "fetch_prices": "quantdesk.tools.data_tools",
+    "validate_data": "quantdesk.tools.data_tools",
+    "compute_features": "quantdesk.tools.feature_tools",
+    "make_labels": "quantdesk.tools.feature_tools",
+    "walk_forward_cv": "quantdesk.tools.cv_tools",
+    "backtest": "quantdesk.tools.backtest_tools",
+    "evaluate_holdout": "quantdesk.tools.holdout_tools",
+    "deflated_sharpe": "quantdesk.tools.inference_tools",
+    "pbo": "quantdesk.tools.inference_tools",
+    "risk_report": "quantdesk.tools.risk_tools",
+    "list_trials": "quantdesk.tools.trial_tools",
+    "search_filings": "quantdesk.tools.filing_tools",
+    "get_filing_section": "quantdesk.tools.filing_tools",
+}
 _REGISTRY: dict[str, ToolSpec] = {}
 _loaded = False
 
@@ -159,8 +177,16 @@ def tool_names() -> list[str]:
 
 
 def get_tool(name: str) -> ToolSpec | None:
-    """Return the tool called ``name``, or ``None``."""
-    return _load().get(name) if isinstance(name, str) else None
+    """Return the tool called ``name``, or ``None``.
+
+    A built-in tool is found by importing its own module only; other names load every tool
+    module (to find tools registered elsewhere, or to be sure there is none).
+    """
+    if not isinstance(name, str):
+        return None
+    if name not in _REGISTRY and name in _MODULE_OF:
+        importlib.import_module(_MODULE_OF[name])
+    return _REGISTRY.get(name) or _load().get(name)
 
 
 def tool_schema(name: str) -> dict[str, Any]:

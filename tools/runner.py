@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -44,9 +45,13 @@ from quantdesk.tools.registry import ToolSpec, get_tool, tool_names
 if TYPE_CHECKING:
     from quantdesk.quant_core.research_context import ResearchContext
 
-__all__ = ["MAX_PAYLOAD_BYTES", "run_tool"]
+__all__ = ["DEFAULT_CONTEXT_NAME", "MAX_PAYLOAD_BYTES", "run_tool"]
 
 MAX_PAYLOAD_BYTES = 1_000_000
+#: The context of runs made outside any research context; the name and notes of
+#: ``quantdesk.quant_core.trial_recording.run_context`` (a test pins them equal).
+DEFAULT_CONTEXT_NAME = "default"
+DEFAULT_CONTEXT_NOTES = "Runs made outside any research context are counted here."
 _MAX_PROBLEMS = 5
 _log = logging.getLogger(__name__)
 
@@ -182,16 +187,49 @@ def _explain(exc: ValidationError, parsed: Any, spec: ToolSpec) -> ToolInputErro
     )
 
 
+def _registry_file() -> Path:
+    """``QUANTDESK_HOME/registry.sqlite``, resolved as :mod:`quantdesk.quant_core.settings` does.
+
+    The common case (``QUANTDESK_HOME`` or its default, no ``.env`` file) is read from the
+    environment directly: pydantic-settings costs ~20 ms to import, a third of a one-shot
+    CLI call. Anything else (a ``.env`` file, a variable that could fail validation,
+    variants of a name differing in case) goes through the settings themselves. A test pins
+    the two equal.
+    """
+    names = [key for key in os.environ if key.lower().startswith("quantdesk_")]
+    homes = [key for key in names if key.lower() == "quantdesk_home"]
+    if (
+        os.path.lexists(".env")
+        or len(homes) > 1
+        or any(k.lower() == "quantdesk_seed" for k in names)
+    ):
+        from quantdesk.quant_core.registry_db import registry_path
+
+        return registry_path()
+    home = os.environ[homes[0]] if homes else ".quantdesk"
+    return (Path(home) / "registry.sqlite").expanduser().resolve()
+
+
 def _open_context(ref: str | None) -> ResearchContext:
+    """The context named ``ref``; without one the active context, else ``default``.
+
+    ``default`` is created on first use (as ``trial_recording.run_context`` does; this path
+    avoids that module's numpy and polars imports).
+    """
     from quantdesk.quant_core.research_context import create_context, get_context
-    from quantdesk.quant_core.trial_recording import DEFAULT_CONTEXT_NAME, run_context
 
     if ref is None:
-        return run_context()
+        # The active context lives in the holdout module: when nothing has imported it yet,
+        # nothing can have made a context active (and importing it costs polars).
+        holdout = sys.modules.get("quantdesk.quant_core.holdout")
+        active = holdout._ACTIVE.get() if holdout is not None else None
+        if active is not None:
+            return active
+    file = _registry_file()
     try:
-        return get_context(ref)
+        return get_context(DEFAULT_CONTEXT_NAME if ref is None else ref, path=file)
     except InputError as exc:
-        if ref != DEFAULT_CONTEXT_NAME:
+        if ref is not None and ref != DEFAULT_CONTEXT_NAME:
             raise ToolInputError(
                 "context",
                 exc.message,
@@ -199,16 +237,36 @@ def _open_context(ref: str | None) -> ResearchContext:
                 "create`), or omit context to use 'default'.",
             ) from None
     try:
-        return create_context(
-            DEFAULT_CONTEXT_NAME, notes="Runs made outside any research context are counted here."
-        )
+        return create_context(DEFAULT_CONTEXT_NAME, notes=DEFAULT_CONTEXT_NOTES, path=file)
     except InputError:  # another process created it meanwhile
-        return get_context(DEFAULT_CONTEXT_NAME)
+        return get_context(DEFAULT_CONTEXT_NAME, path=file)
 
 
 def _config_hash(inputs: Any) -> str:
     text = json.dumps(inputs.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _quant_core_refusal(exc: InputError) -> tuple[str, str | None] | None:
+    """``(guardrail, fix)`` when ``exc`` is a holdout or trial-budget refusal, else ``None``.
+
+    The classes are looked up among the loaded modules only: an exception cannot be an
+    instance of a class that was never imported, and importing them would cost polars and
+    numpy on every failed call.
+    """
+    holdout = sys.modules.get("quantdesk.quant_core.holdout")
+    if holdout is not None and isinstance(exc, holdout.HoldoutViolationError):
+        # the library's fix names Python calls; a tool caller acts through requests
+        return "holdout", (
+            "send an as_of that stops before the holdout window for research; look at the "
+            "holdout only with the evaluate_holdout tool, once the hypothesis is final."
+        )
+    if holdout is not None and isinstance(exc, holdout.HoldoutAlreadyEvaluatedError):
+        return "holdout", exc.fix
+    trials = sys.modules.get("quantdesk.quant_core.trials")
+    if trials is not None and isinstance(exc, trials.TrialBudgetExceededError):
+        return "trial_budget", exc.fix
+    return None
 
 
 def _classify(exc: Exception, run: ToolRun | None) -> ToolError:
@@ -217,28 +275,11 @@ def _classify(exc: Exception, run: ToolRun | None) -> ToolError:
         return ToolError(kind="refused", guardrail=exc.guardrail, message=exc.message, fix=exc.fix)
     if isinstance(exc, ToolInputError):
         return ToolError(kind="bad_input", field=exc.field, message=exc.message, fix=exc.fix)
-    if run is not None:  # the quant core ran (and is imported): its refusals are guardrails
-        from quantdesk.quant_core.research_context import (
-            HoldoutAlreadyEvaluatedError,
-            HoldoutViolationError,
-        )
-        from quantdesk.quant_core.trials import TrialBudgetExceededError
-
-        guardrail = None
-        if isinstance(exc, (HoldoutViolationError, HoldoutAlreadyEvaluatedError)):
-            guardrail = "holdout"
-        elif isinstance(exc, TrialBudgetExceededError):
-            guardrail = "trial_budget"
-        if guardrail is not None:
+    if run is not None and isinstance(exc, InputError):
+        refusal = _quant_core_refusal(exc)
+        if refusal is not None:  # the quant core's refusals are guardrails
+            guardrail, fix = refusal
             run.record(guardrail, "refused", exc.message)
-            fix = exc.fix
-            if isinstance(exc, HoldoutViolationError):
-                # the library's fix names Python calls; a tool caller acts through requests
-                fix = (
-                    "send an as_of that stops before the holdout window "
-                    "for research; look at the holdout only with the evaluate_holdout tool, "
-                    "once the hypothesis is final."
-                )
             return ToolError(kind="refused", guardrail=guardrail, message=exc.message, fix=fix)
     if isinstance(exc, InputError):
         return ToolError(kind="bad_input", message=exc.message, fix=exc.fix)
@@ -318,7 +359,7 @@ def run_tool(name: str, payload: str | bytes | Mapping[str, Any] | None = None) 
                     run.not_applicable(guardrail, "this request did not involve it.")
     provenance = Provenance(tool=spec.name)
     if run is not None and inputs is not None:
-        from quantdesk.quant_core.trials import code_version
+        from quantdesk.quant_core.provenance import code_version
 
         provenance = Provenance(
             tool=spec.name,

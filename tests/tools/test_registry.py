@@ -153,3 +153,29 @@ def test_successful_calls_list_every_declared_guardrail(tools) -> None:
     tools.ok(env)
     assert {g.name for g in env.guardrails} == {"as_of", "holdout", "multiple_testing"}
     assert tools.outcome(env, "holdout") == "not_applicable"
+
+
+def test_module_table_matches_the_registrations() -> None:
+    from quantdesk.tools import registry
+
+    assert {s.name: s.function.__module__ for s in list_tools()} == registry._MODULE_OF
+    assert set(registry._MODULE_OF.values()) == set(registry._TOOL_MODULES)
+
+
+def test_getting_one_tool_imports_its_module_only() -> None:
+    code = (
+        "import sys; from quantdesk.tools import get_tool; "
+        "assert get_tool('deflated_sharpe').name == 'deflated_sharpe'; "
+        "print(sorted(m for m in sys.modules if m.endswith('_tools')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['quantdesk.tools.inference_tools']"
+
+
+def test_importing_the_package_imports_no_module_of_it() -> None:
+    code = (
+        "import sys, quantdesk.tools; "
+        "print(sorted(m for m in sys.modules if m.startswith('quantdesk.tools.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
