@@ -4,95 +4,133 @@ The CLI is thin: it parses arguments, calls the library and prints. A caller's m
 (:class:`~quantdesk.quant_core.errors.InputError`) becomes one line on stderr and exit code 2;
 a runtime failure becomes one line and exit code 1. Neither shows a traceback (set
 ``QUANTDESK_DEBUG=1`` to see one).
+
+``quantdesk tool run NAME [--input FILE|-]`` is what coding agents call, one process per
+step, so it takes a short path: this module parses those few forms itself and runs the tool
+without importing typer, click or rich (the typer application, :mod:`quantdesk.cli.app`,
+costs more to import than the call). Any other form, including ``--help`` and options in
+other spellings, goes to the typer application, which defines the same command and calls
+the same :func:`run_tool_command`; a test runs both paths on the same requests.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import click
-import typer
+if TYPE_CHECKING:
+    from quantdesk.cli.app import app
 
-from quantdesk import __version__
-from quantdesk.cli.backtest_command import backtest_command
-from quantdesk.cli.data_commands import data_app
-from quantdesk.cli.demo_command import study
-from quantdesk.cli.eval_commands import eval_app
-from quantdesk.cli.filings_commands import filings_app
-from quantdesk.cli.model_commands import model_app
-from quantdesk.cli.research_command import demo, research_command
-from quantdesk.cli.research_commands import context_app, report_command, trials_app
-from quantdesk.cli.tool_commands import mcp_command, skill_app, tool_app
-from quantdesk.quant_core.errors import InputError, QuantdeskError, QuantdeskRuntimeError
-
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="quantdesk",
-    help="Research assistant for quantitative trading: point-in-time data, purged CV, "
-    "counted trials.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+__all__ = ["app", "main", "run_tool_command"]
 
 
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"quantdesk {__version__}")
-        raise typer.Exit
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from quantdesk.cli.app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False,
-        "--version",
-        "-V",
-        help="Print the version and exit.",
-        callback=_version_callback,
-        is_eager=True,
-    ),
-) -> None:
-    """Research assistant for quantitative trading research."""
+def run_tool_command(name: str, input_path: str) -> int:
+    """Run tool ``name`` on the JSON request in ``input_path`` (``-``: standard input).
+
+    Prints the envelope as indented JSON on standard output.
+
+    Returns:
+        The envelope's exit code: 0 ok, 1 refused or failed at run time, 2 bad request.
+
+    Raises:
+        InputError: ``input_path`` is not a file.
+    """
+    from quantdesk.quant_core.errors import InputError
+    from quantdesk.tools.runner import run_tool
+
+    payload: str | bytes
+    if input_path == "-":
+        # bytes when possible: a request that is not UTF-8 becomes a bad_input envelope
+        stdin = getattr(sys.stdin, "buffer", None)
+        payload = stdin.read() if stdin is not None else sys.stdin.read()
+    else:
+        path = Path(input_path)
+        if not path.is_file():
+            raise InputError(
+                f"--input {input_path!r} is not a file.",
+                fix="give the path of a JSON request file, or - to read standard input.",
+            )
+        payload = path.read_bytes()
+    envelope = run_tool(name, payload)
+    sys.stdout.write(json.dumps(envelope.to_json_dict(), indent=2) + "\n")
+    sys.stdout.flush()
+    return envelope.exit_code
 
 
-app.add_typer(data_app, name="data")
-app.add_typer(model_app, name="model")
-app.add_typer(context_app, name="context")
-app.add_typer(trials_app, name="trials")
-app.add_typer(filings_app, name="filings")
-app.add_typer(eval_app, name="eval")
-app.add_typer(tool_app, name="tool")
-app.add_typer(skill_app, name="skill")
-app.command("mcp")(mcp_command)
-app.command("backtest")(backtest_command)
-app.command("report")(report_command)
-app.command("demo")(demo)
-app.command("research")(research_command)
-app.command("study")(study)
+def _tool_run_args(args: list[str]) -> tuple[str, str] | None:
+    """``(name, input)`` when ``args`` is ``tool run NAME`` with at most one plain ``--input``.
+
+    Accepted: ``--input X``, ``-i X`` or ``--input=X`` before or after ``NAME``, where
+    ``NAME`` and ``X`` do not start with ``-`` (``X`` may be ``-`` itself). Everything else
+    returns ``None`` and is parsed by typer.
+    """
+    if args[:2] != ["tool", "run"]:
+        return None
+    rest, names, given = args[2:], [], []
+    while rest:
+        token = rest.pop(0)
+        if token in ("--input", "-i") and rest:
+            given.append(rest.pop(0))
+        elif token.startswith("--input="):
+            given.append(token.removeprefix("--input="))
+        elif token.startswith("-"):
+            return None
+        else:
+            names.append(token)
+    plain = all(value == "-" or not value.startswith("-") for value in given)
+    if len(names) != 1 or len(given) > 1 or not plain:
+        return None
+    return names[0], given[0] if given else "-"
+
+
+def _handled(call: Callable[[], Any]) -> Any:
+    """Run ``call``; quantdesk errors become one line on stderr and exit 2 (input) or 1."""
+    from quantdesk.quant_core.errors import InputError, QuantdeskError, QuantdeskRuntimeError
+
+    try:
+        return call()
+    except QuantdeskError as exc:
+        if os.environ.get("QUANTDESK_DEBUG", "") not in ("", "0"):
+            raise
+        retry = isinstance(exc, QuantdeskRuntimeError) and exc.retryable
+        sys.stderr.write(f"error: {exc}{' (retrying may help)' if retry else ''}\n")
+        sys.stderr.flush()
+        sys.exit(2 if isinstance(exc, InputError) else 1)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the command line; map quantdesk errors to one line and an exit code."""
-    debug = os.environ.get("QUANTDESK_DEBUG", "") not in ("", "0")
-    try:
-        app(args=argv, prog_name="quantdesk", standalone_mode=True)
-    except InputError as exc:
-        if debug:
-            raise
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except QuantdeskRuntimeError as exc:
-        if debug:
-            raise
-        hint = " (retrying may help)" if exc.retryable else ""
-        click.echo(f"error: {exc}{hint}", err=True)
-        sys.exit(1)
-    except QuantdeskError as exc:
-        if debug:
-            raise
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    """Run the command line; map quantdesk errors to one line and an exit code.
+
+    Args:
+        argv: The arguments after the program name; default ``sys.argv[1:]``.
+
+    Raises:
+        SystemExit: always, with the command's exit code (as a click application does).
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    fast = _tool_run_args(args)
+    if fast is not None:
+        sys.exit(_handled(lambda: run_tool_command(*fast)))
+
+    def typer_app() -> None:
+        from quantdesk.cli.app import app
+
+        app(args=args, prog_name="quantdesk", standalone_mode=True)
+
+    _handled(typer_app)
+
+
+if __name__ == "__main__":
+    main()

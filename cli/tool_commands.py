@@ -9,8 +9,6 @@ sequences of such commands.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import click
 import typer
@@ -70,21 +68,10 @@ def tool_run(
     ),
 ) -> None:
     """Run a tool on a JSON request; print the JSON envelope (exit 0 ok, 1 refused, 2 bad)."""
-    from quantdesk.tools import run_tool
+    # The same function serves the short path of quantdesk.cli.main (no typer import).
+    from quantdesk.cli.main import run_tool_command
 
-    if input_path == "-":
-        payload = sys.stdin.read()
-    else:
-        path = Path(input_path)
-        if not path.is_file():
-            raise InputError(
-                f"--input {input_path!r} is not a file.",
-                fix="give the path of a JSON request file, or - to read standard input.",
-            )
-        payload = path.read_text()
-    envelope = run_tool(name, payload)
-    click.echo(json.dumps(envelope.to_json_dict(), indent=2))
-    raise typer.Exit(envelope.exit_code)
+    raise typer.Exit(run_tool_command(name, input_path))
 
 
 @skill_app.command("list")
