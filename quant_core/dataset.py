@@ -25,7 +25,8 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from quantdesk.quant_core.errors import DataError, InputError, InsufficientDataError, SchemaError
+from quantdesk.quant_core.dataset_join import join_general, join_indexed, key_index
+from quantdesk.quant_core.errors import DataError, InputError, SchemaError
 from quantdesk.quant_core.schema import require_columns
 
 __all__ = ["KEY_COLUMNS", "Dataset", "frame_hash", "make_dataset"]
@@ -155,50 +156,15 @@ def make_dataset(
         pl.col("symbol").cast(pl.String),
         *[pl.col(c).cast(pl.Float64) for c in names],
     )
-    # One lazy query: polars pushes the null filter below the join and runs it in parallel.
-    joined_lazy = feature_part.lazy().join(label_part.lazy(), on=["date", "symbol"], how="inner")
-    columns = ["date", "symbol", "t0", "t1", *names, "label"]
-    if "ret" in label_part.columns:
-        columns.append("ret")
-    joined_lazy = joined_lazy.select(columns)
-    if drop_null:
-        # Non-finite labels and infinite features are errors (_check_values), not missing data:
-        # keep them through the filter so that the check below still sees and reports them.
-        missing = pl.any_horizontal(
-            pl.col("label").is_null(), *[pl.col(c).is_null() | pl.col(c).is_nan() for c in names]
-        )
-        counted = joined_lazy.with_columns(missing.alias("_missing")).collect()
-        n_before = counted.height
-        joined = counted.filter(~pl.col("_missing")).drop("_missing")
-        if n_before == 0:
-            raise DataError(
-                f"Features ({_span(feature_part)}) and labels ({_span(label_part)}) share no "
-                "(date, symbol) row.",
-                fix="compute both from the same price frame and symbols; check date dtypes.",
-            )
-        _check_values(counted.drop("_missing"), names, label_column)
+    index = key_index(feature_part, label_part)
+    if index is None:
+        # A null or repeated key: the general join keeps the old semantics and error messages.
+        joined, n_before = join_general(feature_part, label_part, names, label_column, drop_null)
+        _require_unique_keys(joined, features, labels)
     else:
-        joined = joined_lazy.collect()
-        n_before = joined.height
-        if n_before == 0:
-            raise DataError(
-                f"Features ({_span(feature_part)}) and labels ({_span(label_part)}) share no "
-                "(date, symbol) row.",
-                fix="compute both from the same price frame and symbols; check date dtypes.",
-            )
-        _check_values(joined, names, label_column)
-        if (n_null := joined["label"].null_count()) > 0:
-            raise DataError(
-                f"{n_null} joined row(s) have a null {label_column!r}.",
-                fix="pass drop_null=True or drop rows without a label first.",
-            )
-    if joined.height == 0:
-        raise InsufficientDataError(
-            f"All {n_before} joined rows have a null label or a null/NaN feature.",
-            fix="check the feature warm-up windows and the label horizon against the data length.",
+        joined, n_before = join_indexed(
+            feature_part, label_part, index, names, label_column, drop_null
         )
-    joined = joined.sort("date", "symbol")
-    _require_unique_keys(joined, features, labels)
     return Dataset(
         frame=joined,
         feature_names=tuple(names),
@@ -224,22 +190,23 @@ def frame_hash(frame: pl.DataFrame) -> str:
         if series.null_count():
             digest.update(series.is_null().to_numpy().tobytes())
         if series.dtype == pl.String:
-            # Strings hash as the sorted distinct values plus each row's position in that list:
-            # cheap on panels with few symbols and many rows.
+            # Strings hash as the sorted distinct values plus each row's position in that list
+            # (an Enum over the sorted values has those positions as its codes): cheap on
+            # panels with few symbols and many rows.
             uniques = series.drop_nulls().unique().sort()
             digest.update("\x00".join(uniques.to_list()).encode())
-            codes = series.to_frame("s").join(
-                uniques.to_frame("s").with_row_index("code"),
-                on="s",
-                how="left",
-                maintain_order="left",
-            )["code"]
-            digest.update(codes.fill_null(0).to_numpy().astype("<u4").tobytes())
+            if uniques.len():
+                codes = series.cast(pl.Enum(uniques)).to_physical().fill_null(0).to_numpy()
+            else:
+                codes = np.zeros(series.len(), dtype=np.uint32)
+            digest.update(np.ascontiguousarray(codes, dtype="<u4"))
         elif series.dtype.is_temporal():
-            digest.update(series.to_physical().fill_null(0).to_numpy().astype("<i8").tobytes())
+            values = series.to_physical().fill_null(0).to_numpy()
+            digest.update(np.ascontiguousarray(values, dtype="<i8"))
         else:
+            # No copy for a Float64 column without nulls: hash the column's own buffer.
             values = series.cast(pl.Float64).fill_null(0.0).to_numpy()
-            digest.update(values.astype("<f8").tobytes())
+            digest.update(np.ascontiguousarray(values, dtype="<f8"))
     return digest.hexdigest()
 
 
@@ -319,33 +286,3 @@ def _require_unique_keys(
         fix="deduplicate, e.g. frame.unique(['date', 'symbol'], keep='last'), after checking "
         "which row is right.",
     )
-
-
-def _check_values(joined: pl.DataFrame, names: list[str], label_column: str) -> None:
-    label = pl.col("label").cast(pl.Float64)
-    counts = joined.select(
-        (label.is_nan() | label.is_infinite()).sum().alias("__label_bad"),
-        (pl.col("t1") < pl.col("t0")).sum().alias("__t_order"),
-        *[pl.col(c).is_infinite().sum().alias(c) for c in names],
-    ).row(0, named=True)
-    if counts.pop("__label_bad"):
-        raise DataError(
-            f"The label column {label_column!r} contains NaN or infinite values.",
-            fix="undefined labels must be null (or dropped), not NaN: check the label "
-            "computation for divisions by zero.",
-        )
-    if n_bad := counts.pop("__t_order"):
-        raise DataError(
-            f"{n_bad} label row(s) have t1 before t0.",
-            fix="t1 is the last session the label uses and must be on or after t0.",
-        )
-    infinite = {c: n for c, n in counts.items() if n}
-    if infinite:
-        raise DataError(
-            f"Feature column(s) contain infinite values (count per column): {infinite}.",
-            fix="guard the feature's denominator or replace inf with null before make_dataset.",
-        )
-
-
-def _span(frame: pl.DataFrame) -> str:
-    return f"{frame.height} rows, {frame['date'].min()} to {frame['date'].max()}"

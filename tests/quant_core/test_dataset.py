@@ -223,3 +223,131 @@ def test_dataset_never_holds_missing_values(seed: int, null_share: float) -> Non
     assert np.isfinite(X).all()
     assert ds.n_rows + ds.n_dropped == features.height
     assert ds.frame.select(pl.struct("date", "symbol").is_unique().all()).item()
+
+
+# --- the positional join against a plain polars join ------------------------------------------
+
+
+def _reference(features: pl.DataFrame, labels: pl.DataFrame, drop_null: bool) -> pl.DataFrame:
+    """make_dataset's frame as one polars join, null filter and sort (no duplicate keys)."""
+    names = [c for c in features.columns if c not in ("date", "symbol")]
+    joined = features.join(labels, on=["date", "symbol"], how="inner").select(
+        "date", "symbol", "t0", "t1", *names, "label", *(["ret"] if "ret" in labels else [])
+    )
+    if drop_null:
+        missing = pl.any_horizontal(
+            pl.col("label").is_null(), *[pl.col(c).is_null() | pl.col(c).is_nan() for c in names]
+        )
+        joined = joined.filter(~missing)
+    return joined.sort("date", "symbol")
+
+
+@st.composite
+def _frames(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Features and labels on overlapping, shuffled key sets, with gaps, nulls and NaN.
+
+    ``gap`` spreads the dates: 1 gives a dense panel (the position-table path), 9 a sparse
+    one (the sort-and-intersect path).
+    """
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n_dates, n_symbols = draw(st.integers(1, 15)), draw(st.integers(1, 5))
+    gap = draw(st.sampled_from([1, 9]))
+    days = np.datetime64("2023-12-30") + np.repeat(np.arange(n_dates) * gap, n_symbols)
+    symbols = [f"S{s}" for s in range(n_symbols)] * n_dates
+    keys = pl.DataFrame({"date": days.astype("datetime64[D]"), "symbol": symbols})
+    n = keys.height
+
+    def holes(values: np.ndarray, share: float, fill: float | None) -> pl.Series:
+        hit = rng.random(n) < share
+        dtype = pl.Int64 if values.dtype.kind == "i" else pl.Float64
+        return pl.Series([fill if h else v for v, h in zip(values, hit, strict=True)], dtype=dtype)
+
+    features = keys.with_columns(
+        a=holes(rng.normal(size=n), draw(st.floats(0, 0.5)), None),
+        b=holes(rng.normal(size=n), draw(st.floats(0, 0.5)), float("nan")),
+    ).filter(pl.Series(rng.random(n) < 0.9))
+    integer = draw(st.booleans())
+    label = rng.integers(0, 2, n) if integer else rng.normal(size=n)
+    labels = keys.with_columns(
+        t0=pl.col("date"),
+        t1=pl.col("date") + pl.duration(days=2),
+        label=holes(label, draw(st.floats(0, 0.3)), None),
+        ret=pl.Series(rng.normal(size=n)),
+    ).filter(pl.Series(rng.random(n) < 0.9))
+    if draw(st.booleans()):
+        labels = labels.drop("ret")
+    shuffle = draw(st.booleans())
+    if shuffle:
+        features = features.sample(fraction=1.0, shuffle=True, seed=int(rng.integers(1 << 30)))
+        labels = labels.sample(fraction=1.0, shuffle=True, seed=int(rng.integers(1 << 30)))
+    return features, labels
+
+
+@settings(max_examples=150, deadline=None)
+@given(frames=_frames(), drop_null=st.booleans())
+def test_positional_join_equals_a_polars_join_filter_and_sort(
+    frames: tuple[pl.DataFrame, pl.DataFrame], drop_null: bool
+) -> None:
+    features, labels = frames
+    if not drop_null:
+        labels = labels.with_columns(pl.col("label").fill_null(0))
+    expected = _reference(features, labels, drop_null)
+    n_joined = features.join(labels, on=["date", "symbol"]).height
+    if expected.height == 0:  # the two documented empty outcomes
+        error, match = (DataError, "share no") if n_joined == 0 else (InsufficientDataError, "All")
+        with pytest.raises(error, match=match):
+            make_dataset(features, labels, drop_null=drop_null)
+        return
+    ds = make_dataset(features, labels, drop_null=drop_null)
+    assert_frame_equal(ds.frame, expected)
+    assert ds.frame["date"].flags["SORTED_ASC"]
+    assert ds.n_dropped == n_joined - expected.height
+    assert ds.data_hash == frame_hash(expected)
+
+
+@pytest.mark.parametrize("gap", [1, 400], ids=["dense", "sparse"])
+def test_both_join_paths_agree_and_duplicates_only_matter_when_they_survive(gap: int) -> None:
+    d1, d2, d3 = (D1 + dt.timedelta(days=gap * k) for k in range(3))
+    features = pl.DataFrame({"date": [d1, d2, d3], "symbol": ["A"] * 3, "f": [1.0, 2.0, 3.0]})
+    labels = pl.DataFrame({"date": [d1, d2], "symbol": ["A", "A"], "label": [1, 0]})
+    fast = make_dataset(features, labels)
+    # A repeated key that the inner join drops (no label on D3) is not an error: the general
+    # path (taken because of the repeat) returns the same dataset as the positional one.
+    repeated = pl.concat([features, features.filter(pl.col("date") == d3)])
+    slow = make_dataset(repeated, labels)
+    assert_frame_equal(slow.frame, fast.frame)
+    assert slow.data_hash == fast.data_hash
+    with pytest.raises(DataError, match="feature frame repeat"):
+        make_dataset(pl.concat([features, features.head(1)]), labels)
+    with pytest.raises(DataError, match="label frame repeat"):
+        make_dataset(features, pl.concat([labels.tail(1), labels]))
+
+
+def test_frame_hash_sees_every_column_kind() -> None:
+    frame = pl.DataFrame(
+        {
+            "date": [D1, D2, D3],
+            "symbol": ["B", "A", None],
+            "x": [1.0, None, np.nan],
+            "k": [1, 2, 3],
+        }
+    )
+    base = frame_hash(frame)
+    variants = [
+        frame.with_columns(date=pl.Series([D1, D3, D3])),
+        frame.with_columns(symbol=pl.Series(["B", "C", None])),
+        frame.with_columns(symbol=pl.Series(["A", "B", None])),  # same set, other rows
+        frame.with_columns(symbol=pl.Series(["B", "A", "A"])),  # a null filled
+        frame.with_columns(x=pl.Series([1.0, 0.0, np.nan])),  # null vs 0.0
+        frame.with_columns(x=pl.Series([1.0 + 1e-15, None, np.nan])),
+        frame.with_columns(k=pl.Series([1, 2, 4])),
+        frame.rename({"k": "kk"}),
+        frame.with_columns(pl.col("k").cast(pl.Int32)),
+        frame[[1, 0, 2]],
+        frame.head(2),
+    ]
+    hashes = [frame_hash(v) for v in variants]
+    assert base not in hashes
+    assert len(set(hashes)) == len(hashes)
+    all_null = pl.DataFrame({"s": pl.Series([None, None], dtype=pl.String)})
+    assert frame_hash(all_null) != frame_hash(all_null.head(1))
