@@ -10,10 +10,11 @@ To use a Chroma server instead of the embedded store, start one with
 ``chroma run --path /srv/chroma --port 8000`` and pass ``chroma_url="http://host:8000"`` (or set
 ``QUANTDESK_CHROMA_URL``); the chunk store and BM25 model stay in the local folder.
 
-Point in time: every search takes ``as_of`` and each retriever filters on
-``available_at <= as_of`` *before* ranking (a Chroma ``where`` clause and a BM25 row mask),
-so a search returns ``k`` results whenever ``k`` eligible chunks exist; the fused results are
-checked once more before they are returned.
+Point in time: every search takes ``as_of``; each retriever keeps ``available_at <= as_of``
+(and the other filters) before choosing its top ``n``: BM25 through a row mask, the dense side
+through the same mask over an over-fetched neighbour list or a Chroma ``where`` clause
+(:mod:`quantdesk.rag.dense_search`). So ``k`` results come back whenever ``k`` eligible chunks
+exist, and the fused results are checked once more before they are returned.
 
 Ingestion is idempotent: a chunk whose id and content hash are already stored is skipped
 without embedding; changed chunks are re-embedded (from the embedding cache when the text is
@@ -37,6 +38,7 @@ from quantdesk.rag.chroma_client import open_collection
 from quantdesk.rag.chunk_store import ChunkStore
 from quantdesk.rag.chunking import Chunk, ChunkingConfig, chunk_document, epoch_seconds_ceil
 from quantdesk.rag.citations import Citation
+from quantdesk.rag.dense_search import dense_candidates
 from quantdesk.rag.documents import FilingMeta, ParsedDocument, ParseFailure
 from quantdesk.rag.embeddings import CachingEmbedder, Embedder, EmbeddingCache, MiniLMEmbedder
 from quantdesk.rag.filters import (
@@ -115,6 +117,7 @@ class FilingIndex:
         opened = open_collection(self.path, url, collection, base.model_id)
         self._collection, self._max_batch = opened.collection, opened.max_batch
         self._lexical: LexicalIndex | None = None
+        self._rows: tuple[int, dict[str, np.ndarray], dict[str, int]] | None = None
         self._company_cache: tuple[int, CompanyDirectory, set[str], set[str]] | None = None
         self._merged_cache: tuple[int, CompanyDirectory, CompanyDirectory] | None = None
 
@@ -293,15 +296,10 @@ class FilingIndex:
         if not 1 <= k <= 1000:
             raise InputError(f"k={k} is outside 1-1000.", fix="ask for 1 to 1000 results.")
         explicit = ChunkFilter(
-            as_of=cut,
-            ticker=ticker,
-            company_key=company_key(company) if company else None,
-            form=form,
-            fiscal_year=fiscal_year,
-            fiscal_period=fiscal_period,
-            item=item,
+            as_of=cut, ticker=ticker, company_key=company_key(company) if company else None,
+            form=form, fiscal_year=fiscal_year, fiscal_period=fiscal_period, item=item,
             doc_id=doc_id,
-        )
+        )  # fmt: skip
         attempts = [explicit]
         if infer:
             attempts = self._inferred_attempts(query, explicit, companies) + attempts
@@ -387,15 +385,28 @@ class FilingIndex:
             if len(self._query_vectors) > 256:
                 self._query_vectors.clear()
             self._query_vectors[query] = vector
-        result = self._collection.query(
-            query_embeddings=[vector],
-            n_results=n,
+        columns, rows = self._row_view()
+        return dense_candidates(
+            self._collection,
+            vector,
+            n,
             where=chunk_filter.chroma_where(),
-            include=["distances"],
+            eligible=chunk_filter.mask(columns),
+            rows=rows,
         )
-        ids = result["ids"][0]
-        distances = result["distances"][0]
-        return [(chunk_id, 1.0 - float(d)) for chunk_id, d in zip(ids, distances, strict=True)]
+
+    def _row_view(self) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Filter columns in chunk-store row order and chunk id -> row, per generation."""
+        generation = self._store.generation
+        if self._rows is None or self._rows[0] != generation:
+            lexical = self._lexical
+            if lexical is not None and lexical.generation == generation:
+                columns = lexical.columns
+            else:
+                columns = self._store.filter_columns()
+            ids = {str(chunk_id): row for row, chunk_id in enumerate(columns["chunk_id"])}
+            self._rows = (generation, columns, ids)
+        return self._rows[1], self._rows[2]
 
     def _bm25(self, query: str, chunk_filter: ChunkFilter, n: int) -> list[tuple[str, float]]:
         lexical = self.lexical_index()
