@@ -27,6 +27,7 @@ from quantdesk.quant_core.models import ModelSpec, QuantModel
 from quantdesk.quant_core.purged_cv import CombinatorialPurgedCV, PurgedKFold, PurgedWalkForward
 from quantdesk.quant_core.training import train_cv
 from quantdesk.quant_core.training_report import (
+    build_report,
     calibration_table,
     classification_metrics,
     confusion_matrix,
@@ -218,6 +219,88 @@ def test_ic_by_date_matches_scipy_spearman(seed: int, n_dates: int, ties: bool) 
             continue
         expected = spearmanr(score[mask], frame["y_true"].to_numpy()[mask]).statistic
         assert got[dt.date(2024, 1, 1) + dt.timedelta(int(d))] == pytest.approx(expected)
+
+
+def _sorted_dates(rng: np.random.Generator, n: int, span: int) -> np.ndarray:
+    return np.datetime64("2024-01-01", "D") + np.sort(rng.integers(0, span, n))
+
+
+def _ic_reference(frame: pl.DataFrame, target: str) -> pl.DataFrame:
+    """Per-(fold, date) IC the plain polars way: rank within groups, correlate."""
+    return (
+        frame.group_by("fold", "date")
+        .agg(
+            pl.corr(pl.col("score").rank("average"), pl.col(target).rank("average")).alias("ic"),
+            pl.len().alias("n"),
+        )
+        .filter(pl.col("ic").is_not_null() & pl.col("ic").is_not_nan())
+        .sort("fold", "date")
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    ties=st.booleans(),
+    shuffled=st.booleans(),
+    holes=st.sampled_from([None, "null", "nan"]),
+)
+def test_ic_by_date_equals_a_polars_group_by(
+    seed: int, ties: bool, shuffled: bool, holes: str | None
+) -> None:
+    """The sorted numpy path (and the polars fallback for null/NaN) equal plain polars."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    frame = pl.DataFrame(
+        {
+            "fold": np.sort(rng.integers(0, 3, n)).astype(np.int32),
+            "date": _sorted_dates(rng, n, 12),
+            "score": rng.integers(0, 3, n).astype(float) if ties else rng.normal(size=n),
+            "y_true": rng.integers(0, 2, n),
+            "ret": rng.normal(size=n),
+        }
+    )
+    if holes is not None:
+        hole = rng.random(n) < 0.1
+        value = None if holes == "null" else float("nan")
+        frame = frame.with_columns(ret=pl.when(pl.Series(hole)).then(value).otherwise("ret"))
+    if shuffled:
+        frame = frame.sample(fraction=1.0, shuffle=True, seed=seed % 2**31)
+    for target in ("y_true", "ret"):
+        got, expected = ic_by_date(frame, "score", target), _ic_reference(frame, target)
+        assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_fold_aucs_and_sweep_in_the_report_equal_the_public_functions() -> None:
+    """build_report shares one sort; each fold's AUC must still be that fold's own AUC."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    p1 = np.round(rng.random(n), 2)  # many ties, across and within folds
+    frame = pl.DataFrame(
+        {
+            "date": _sorted_dates(rng, n, 60),
+            "symbol": "S",
+            "fold": np.repeat(np.arange(3, dtype=np.int32), n // 3),
+            "y_true": (rng.random(n) < 0.3 + 0.4 * p1).astype(np.int64),
+            "y_pred": (p1 > 0.5).astype(np.int64),
+            "score": p1,
+            "proba_0": 1.0 - p1,
+            "proba_1": p1,
+        }
+    )
+    folds = [{"fold": k, "error": None} for k in range(3)]
+    report = build_report(
+        frame, task="binary", kind="lightgbm", classes=np.array([0, 1]), folds=folds,
+        feature_names=("f",), fold_importance=np.ones((3, 1)), importance_type="gain",
+        permutation=None, permutation_metric=None, timings={}, data_hash="h", spec={},
+    )  # fmt: skip
+    y = frame["y_true"].to_numpy()
+    for row in report.folds:
+        rows = frame["fold"].to_numpy() == row["fold"]
+        assert row["roc_auc"] == roc_auc(y[rows], p1[rows])
+        assert row["roc_auc"] == pytest.approx(skm.roc_auc_score(y[rows], p1[rows]), abs=1e-15)
+    assert report.metrics["roc_auc"] == roc_auc(y, p1)
+    assert list(report.threshold_sweep) == threshold_sweep(y, p1)
 
 
 # --- training end to end -------------------------------------------------------------------
