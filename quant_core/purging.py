@@ -73,7 +73,7 @@ class _Fold:
 
 @dataclass(frozen=True)
 class _Panel:
-    """Dates as int64 day numbers relative to ``origin``, so every lookup is an array index."""
+    """Dates as day numbers relative to ``origin``, so every lookup is an array index."""
 
     origin: int  # epoch day of relative day 0
     size: int  # one past the largest relative day
@@ -81,6 +81,8 @@ class _Panel:
     session: np.ndarray  # session index of each row
     t0: np.ndarray
     t1: np.ndarray
+    session_min_t0: np.ndarray  # smallest t0 among the rows of each session
+    session_max_t0: np.ndarray  # largest t0 among the rows of each session
     session_max_t1: np.ndarray  # largest t1 among the rows of each session
 
     @classmethod
@@ -100,9 +102,20 @@ class _Panel:
         present[day] = True
         session = (np.cumsum(present) - 1)[day]
         sessions = np.flatnonzero(present)
-        session_max_t1 = np.full(sessions.size, -1, dtype=np.int64)
-        np.maximum.at(session_max_t1, session, t1)
-        return cls(origin, size, sessions, session, t0, t1, session_max_t1)
+        if np.all(session[1:] >= session[:-1]):
+            # Rows sorted by date (a dataset's cv_frame): per-session reductions over runs.
+            starts = np.flatnonzero(np.diff(session, prepend=-1))
+            per_session = [
+                np.minimum.reduceat(t0, starts),
+                np.maximum.reduceat(t0, starts),
+                np.maximum.reduceat(t1, starts),
+            ]
+        else:
+            per_session = [np.full(sessions.size, fill) for fill in (size, -1, -1)]
+            np.minimum.at(per_session[0], session, t0)
+            np.maximum.at(per_session[1], session, t0)
+            np.maximum.at(per_session[2], session, t1)
+        return cls(origin, size, sessions, session, t0, t1, *per_session)
 
     def date_of(self, rel_day: int) -> date:
         return _to_date(self.origin + int(rel_day))
@@ -342,44 +355,68 @@ class _PurgedSplitter:
         return _days(series, f"{name}=")
 
     def _fold(self, panel: _Panel, plan: _Plan, k: int) -> _Fold:
-        sess, n_sess = panel.session, panel.sessions.size
-        test = np.zeros(sess.size, dtype=bool)
+        n_sess = panel.sessions.size
+        test_s = np.zeros(n_sess, dtype=bool)
         for a, b in plan.test_blocks:
-            test |= (sess >= a) & (sess < b)
+            test_s[a:b] = True
         lo, hi = plan.train_window
-        candidate = (sess >= lo) & (sess < hi) & ~test
-        purged = candidate & _overlaps(
-            panel.t0, panel.t1, panel.t0[test], panel.t1[test], panel.size
-        )
-        blocked = np.zeros(sess.size, dtype=bool)
-        for a, b in plan.test_blocks:
-            if self.embargo == 0:
-                break
-            if plan.embargo_side == "after":
-                last_end = panel.session_max_t1[a:b].max()
-                p = int(np.searchsorted(panel.sessions, last_end, side="right"))
-                if p < n_sess:
-                    until = panel.sessions[min(p + self.embargo, n_sess) - 1]
-                    blocked |= (panel.t0 > last_end) & (panel.t0 <= until)
-            else:
-                blocked |= panel.t1 >= panel.sessions[max(a - self.embargo, 0)]
-        embargoed = candidate & ~purged & blocked
-        train = candidate & ~purged & ~blocked
-        if not train.any():
+        candidate_s = np.zeros(n_sess, dtype=bool)
+        candidate_s[lo:hi] = True
+        candidate_s &= ~test_s
+        # Purging and embargo can only touch sessions whose label span reaches the test
+        # labels or the embargo window; only their rows get a row-by-row look.
+        first_t0 = panel.session_min_t0[test_s].min()
+        last_t1 = panel.session_max_t1[test_s].max()
+        look_s = (panel.session_max_t1 >= first_t0) & (panel.session_min_t0 <= last_t1)
+        windows = self._embargo_windows(panel, plan)
+        for kind, start, end in windows:
+            if kind == "t0":  # embargo after a block: t0 in (start, end]
+                look_s |= (panel.session_max_t0 > start) & (panel.session_min_t0 <= end)
+            else:  # embargo before a block: t1 >= start
+                look_s |= panel.session_max_t1 >= start
+        # One gather of a per-session code gives each row its role: 0 outside the training
+        # window, 1 training candidate, 3 training candidate to look at, 2 test.
+        code_s = np.zeros(n_sess, dtype=np.uint8)
+        code_s[candidate_s] = 1
+        code_s[candidate_s & look_s] = 3
+        code_s[test_s] = 2
+        code = code_s[panel.session]
+        test = np.flatnonzero(code == 2)
+        rows = np.flatnonzero(code == 3)
+        a0, a1 = panel.t0[rows], panel.t1[rows]
+        purged = _overlaps(a0, a1, panel.t0[test], panel.t1[test], panel.size)
+        blocked = np.zeros(rows.size, dtype=bool)
+        for kind, start, end in windows:
+            blocked |= ((a0 > start) & (a0 <= end)) if kind == "t0" else (a1 >= start)
+        n_purged, n_embargoed = int(purged.sum()), int((blocked & ~purged).sum())
+        keep = (code & 1).view(bool)  # odd codes are the candidates
+        keep[rows[purged | blocked]] = False
+        train = np.flatnonzero(keep)
+        if train.size == 0:
             first, last = plan.test_blocks[0][0], plan.test_blocks[-1][1] - 1
+            n_candidates = train.size + n_purged + n_embargoed
             raise InsufficientDataError(
                 f"Split {k} (test {panel.date_of(panel.sessions[first])} to "
                 f"{panel.date_of(panel.sessions[last])}) has no training row left: "
-                f"{int(candidate.sum())} candidate(s), {int(purged.sum())} purged, "
-                f"{int(embargoed.sum())} embargoed.",
+                f"{n_candidates} candidate(s), {n_purged} purged, {n_embargoed} embargoed.",
                 fix="use fewer splits, more dates, a shorter label horizon or a smaller embargo.",
             )
-        return _Fold(
-            np.flatnonzero(train).astype(np.int64, copy=False),
-            np.flatnonzero(test).astype(np.int64, copy=False),
-            int(purged.sum()),
-            int(embargoed.sum()),
-        )
+        return _Fold(train.astype(np.int64, copy=False), test, n_purged, n_embargoed)
+
+    def _embargo_windows(self, panel: _Panel, plan: _Plan) -> list[tuple[str, int, int]]:
+        """The embargo of each test block as ``("t0", after, until)`` or ``("t1", from, 0)``."""
+        windows: list[tuple[str, int, int]] = []
+        n_sess = panel.sessions.size
+        for a, b in plan.test_blocks if self.embargo else ():
+            if plan.embargo_side == "after":
+                last_end = int(panel.session_max_t1[a:b].max())
+                p = int(np.searchsorted(panel.sessions, last_end, side="right"))
+                if p < n_sess:
+                    until = int(panel.sessions[min(p + self.embargo, n_sess) - 1])
+                    windows.append(("t0", last_end, until))
+            else:
+                windows.append(("t1", int(panel.sessions[max(a - self.embargo, 0)]), 0))
+        return windows
 
 
 def _block_edges(n_sessions: int, n_blocks: int) -> np.ndarray:

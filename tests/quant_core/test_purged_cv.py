@@ -153,8 +153,9 @@ def test_row_order_and_pandas_input_do_not_change_the_split() -> None:
 
 @st.composite
 def panels(draw: st.DrawFn) -> pl.DataFrame:
-    """Ragged panel in random row order; t1 may run past the panel's last date."""
+    """Ragged panel in random or date order; t1 may run past the panel's last date."""
     seed = draw(st.integers(0, 2**32 - 1))
+    shuffled = draw(st.booleans())  # date-sorted rows take the splitters' sorted fast path
     n_dates, n_symbols = draw(st.integers(4, 40)), draw(st.integers(1, 4))
     max_horizon = draw(st.integers(0, 4))
     rng = np.random.default_rng(seed)
@@ -170,13 +171,13 @@ def panels(draw: st.DrawFn) -> pl.DataFrame:
             "t1": (np.datetime64("2020-01-01") + calendar[j]).astype("datetime64[D]"),
         }
     ).with_columns(pl.col("date").alias("t0"))
-    return frame[rng.permutation(frame.height)]
+    return frame[rng.permutation(frame.height)] if shuffled else frame.sort("date", "symbol")
 
 
 def reference(
     frame: pl.DataFrame, blocks: list[np.ndarray], window: np.ndarray, embargo: int, side: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Brute-force (train, test, embargoed) masks for the test sessions ``blocks``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+    """Brute-force (train, test, blocked) masks and (purged, embargoed) counts for ``blocks``.
 
     ``window`` holds the candidate training sessions; ``side`` is where the embargo lies.
     """
@@ -192,14 +193,16 @@ def reference(
             blocked |= np.isin(t0, sessions[sessions > end][:embargo])
         else:  # walk-forward gap: labels must end before the `embargo` sessions pre-block
             blocked |= t1 >= sessions[max(block[0] - embargo, 0)]
-    train = np.isin(sess, window) & ~test & ~overlap & ~blocked
-    return train, test, blocked
+    candidate = np.isin(sess, window) & ~test
+    train = candidate & ~overlap & ~blocked
+    counts = (int((candidate & overlap).sum()), int((candidate & ~overlap & blocked).sum()))
+    return train, test, blocked, counts
 
 
 def run_and_compare(cv: object, frame: pl.DataFrame, plans: list) -> list:
     """Check the invariants on ``cv``'s splits, then equality with the brute-force reference."""
     expected = [reference(frame, *plan) for plan in plans]
-    if any(not train.any() for train, _, _ in expected):
+    if any(not train.any() for train, *_ in expected):
         event("a fold has no training row")
         with pytest.raises(InsufficientDataError, match="no training row left"):
             list(cv.split(frame))
@@ -208,7 +211,11 @@ def run_and_compare(cv: object, frame: pl.DataFrame, plans: list) -> list:
     got = list(cv.split(frame))
     assert len(got) == len(expected) == cv.get_n_splits()
     t0, t1, dates = frame["t0"].to_numpy(), frame["t1"].to_numpy(), frame["date"].to_numpy()
-    for (train, test), (exp_train, exp_test, blocked) in zip(got, expected, strict=True):
+    described = [(f.n_purged, f.n_embargoed, f.n_train, f.n_test) for f in cv.describe(frame)]
+    for (train, test), (exp_train, exp_test, blocked, counts), info in zip(
+        got, expected, described, strict=True
+    ):
+        assert info == (*counts, train.size, test.size)  # describe counts what split removed
         overlap = (t0[train, None] <= t1[None, test]) & (t0[None, test] <= t1[train, None])
         assert not overlap.any()  # no training label overlaps a test label
         assert not blocked[train].any()  # nothing embargoed is trained on
