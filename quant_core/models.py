@@ -147,7 +147,8 @@ class QuantModel:
             )
         if X.shape[0] == 0:
             raise InsufficientDataError("Cannot fit on 0 rows.", fix="check the fold sizes.")
-        if not np.all(np.isfinite(y.astype(np.float64))):
+        # Integer and boolean labels are finite by construction: check the others only.
+        if y.dtype.kind not in "iub" and not np.all(np.isfinite(np.asarray(y, np.float64))):
             raise DataError(
                 f"y contains {int(np.sum(~np.isfinite(y.astype(np.float64))))} NaN/inf value(s).",
                 fix="drop rows without a label (make_dataset(drop_null=True)).",
@@ -160,16 +161,17 @@ class QuantModel:
                 f"{X.shape[1]} columns.",
                 fix="give one distinct name per column of X.",
             )
-        target = y.astype(np.float64)
         self.classes_ = None
         if self.is_classifier:
             self.classes_ = infer_classes(y, self.spec.task, classes)
             target = np.searchsorted(self.classes_, y.astype(np.int64)).astype(np.float64)
-            if np.unique(target).size < 2:
+            if target.min() == target.max():  # one class: no sort needed to see it
                 raise InsufficientDataError(
                     f"The training labels hold a single class ({y[0].item()!r}).",
                     fix="use longer training windows or a balanced label.",
                 )
+        else:
+            target = y.astype(np.float64)
         if self.spec.kind == "lightgbm":
             self._fit_lightgbm(X, target, names)
         else:
@@ -460,14 +462,17 @@ def infer_classes(y: np.ndarray, task: str, classes: Any = None) -> np.ndarray:
         InsufficientDataError: Fewer than 2 classes.
     """
     y = np.asarray(y)
-    values = y.astype(np.float64)
-    if not np.all(values == np.round(values)):
-        raise DataError(
-            f"task={task!r} needs integer class labels; y holds non-integer values such as "
-            f"{values[values != np.round(values)][0]!r}.",
-            fix="use task='regression' for real-valued labels or encode classes as integers.",
-        )
-    found = np.unique(values.astype(np.int64))
+    if y.dtype.kind in "iub":  # integer-valued by construction: no float round trip
+        found = np.unique(y.astype(np.int64, copy=False))
+    else:
+        values = y.astype(np.float64)
+        if not np.all(values == np.round(values)):
+            raise DataError(
+                f"task={task!r} needs integer class labels; y holds non-integer values such as "
+                f"{values[values != np.round(values)][0]!r}.",
+                fix="use task='regression' for real-valued labels or encode classes as integers.",
+            )
+        found = np.unique(values.astype(np.int64))
     full = found if classes is None else np.unique(np.asarray(classes, dtype=np.int64))
     unseen = np.setdiff1d(found, full)
     if unseen.size:

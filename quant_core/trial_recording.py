@@ -78,10 +78,25 @@ def holding_period(frame: pl.DataFrame) -> int:
     Args:
         frame: A frame with ``date``, ``t0`` and ``t1`` (a dataset frame).
     """
-    calendar = np.unique(frame["date"].to_numpy())
-    t0 = np.searchsorted(calendar, frame["t0"].to_numpy())
-    t1 = np.searchsorted(calendar, frame["t1"].to_numpy())
-    return max(1, round(float(np.median(t1 - t0))))
+    # A panel repeats each (t0, t1) pair once per symbol: take the median over the distinct
+    # pairs weighted by their counts (the same number as the median over rows, without a sort
+    # of every row).
+    calendar = np.sort(frame["date"].unique().to_numpy())
+    pairs = frame.group_by("t0", "t1").len()
+    if pairs.height == 0:
+        return 1
+    t0 = np.searchsorted(calendar, pairs["t0"].to_numpy())
+    t1 = np.searchsorted(calendar, pairs["t1"].to_numpy())
+    order = np.argsort(t1 - t0, kind="stable")
+    lengths = (t1 - t0)[order]
+    ends = np.cumsum(pairs["len"].to_numpy()[order])
+    n = int(ends[-1])
+
+    def at(k: int) -> int:  # the k-th smallest row length (0-based)
+        return int(lengths[np.searchsorted(ends, k, side="right")])
+
+    median = at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
+    return max(1, round(float(median)))
 
 
 def oof_long_short_returns(

@@ -37,6 +37,7 @@ from quantdesk.quant_core.training_report import (
     roc_auc,
     threshold_sweep,
 )
+from quantdesk.quant_core.trial_recording import holding_period
 
 FAST = {"num_boost_round": 40, "num_leaves": 7, "min_data_in_leaf": 20}
 
@@ -301,6 +302,26 @@ def test_fold_aucs_and_sweep_in_the_report_equal_the_public_functions() -> None:
         assert row["roc_auc"] == pytest.approx(skm.roc_auc_score(y[rows], p1[rows]), abs=1e-15)
     assert report.metrics["roc_auc"] == roc_auc(y, p1)
     assert list(report.threshold_sweep) == threshold_sweep(y, p1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60))
+def test_holding_period_is_the_median_row_length_in_sessions(seed: int, n: int) -> None:
+    """train_cv's trial uses holding_period; it counts (t0, t1) pairs instead of sorting rows.
+
+    (Here rather than in test_trial_recording.py, which belongs to another module owner.)
+    """
+    rng = np.random.default_rng(seed)
+    day = rng.integers(0, 30, n)
+    t0 = day + rng.integers(0, 3, n)
+    t1 = t0 + rng.integers(0, 8, n)
+    start = np.datetime64("2024-01-01", "D")
+    frame = pl.DataFrame({"date": start + day, "t0": start + t0, "t1": start + t1})
+    calendar = np.unique(frame["date"].to_numpy())
+    lengths = np.searchsorted(calendar, frame["t1"].to_numpy()) - np.searchsorted(
+        calendar, frame["t0"].to_numpy()
+    )
+    assert holding_period(frame) == max(1, round(float(np.median(lengths))))
 
 
 # --- training end to end -------------------------------------------------------------------
