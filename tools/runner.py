@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import sys
 import warnings
@@ -53,7 +52,6 @@ MAX_PAYLOAD_BYTES = 1_000_000
 DEFAULT_CONTEXT_NAME = "default"
 DEFAULT_CONTEXT_NOTES = "Runs made outside any research context are counted here."
 _MAX_PROBLEMS = 5
-_log = logging.getLogger(__name__)
 
 
 def _json_default(value: Any) -> Any:
@@ -286,7 +284,10 @@ def _classify(exc: Exception, run: ToolRun | None) -> ToolError:
     if isinstance(exc, QuantdeskRuntimeError):
         return ToolError(kind="runtime", message=exc.message, fix=exc.fix, retryable=exc.retryable)
     debug = os.environ.get("QUANTDESK_DEBUG", "") not in ("", "0")
-    _log.log(logging.ERROR if debug else logging.DEBUG, "tool raised", exc_info=exc)
+    import logging  # only for internal errors: not worth its import on every call
+
+    logger = logging.getLogger(__name__)
+    logger.log(logging.ERROR if debug else logging.DEBUG, "tool raised", exc_info=exc)
     return ToolError(
         kind="runtime",
         message=f"Internal error ({type(exc).__name__}): {str(exc)[:500]}",
