@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from quantdesk.rag.manifest import Manifest, ManifestRow, load_manifest
     from quantdesk.rag.parsing import FilingHints, ParseBatch, parse_filing, parse_folder
     from quantdesk.rag.point_in_time import Availability, available_at
+    from quantdesk.rag.query_rewrite import RewrittenQuery, rewrite_query
     from quantdesk.rag.results import FilingSection, IndexStats, IngestReport, SearchHit
     from quantdesk.rag.untrusted import UNTRUSTED_HEADER, render_untrusted
 
@@ -80,6 +81,8 @@ _EXPORTS: dict[str, str] = {
     "infer_filters": "filters",
     "load_sec_company_tickers": "filters",
     "reciprocal_rank_fusion": "hybrid",
+    "RewrittenQuery": "query_rewrite",
+    "rewrite_query": "query_rewrite",
     "Citation": "citations",
     "UNTRUSTED_HEADER": "untrusted",
     "render_untrusted": "untrusted",
@@ -110,6 +113,7 @@ __all__ = [
     "ParseBatch",
     "ParseFailure",
     "ParsedDocument",
+    "RewrittenQuery",
     "SearchHit",
     "Section",
     "apply_source_metadata",
@@ -124,6 +128,7 @@ __all__ = [
     "parse_folder",
     "reciprocal_rank_fusion",
     "render_untrusted",
+    "rewrite_query",
     "scan_filings",
 ]
 
