@@ -4,8 +4,8 @@ The offline policy and the research graph's rule critic use filings without a la
 so they cannot "read" a passage. They do three mechanical things instead:
 
 * :func:`strategy_holdings`: which names a ``quantile`` strategy holds on the last date of a
-  ``compute_features`` result (the same bucket rule as the backtest: ``max(1, floor(q * n))``
-  names a side, best first, ties by symbol), so the filing search can be restricted to them;
+  ``compute_features`` result (the backtest's bucket rule: the ``max(1, floor(q * n))`` most
+  extreme names a side, ties by symbol), so the filing search can be restricted to them;
 * :func:`filing_passages`: the passages of a ``search_filings`` or ``get_filing_section``
   envelope with their citations. The text is taken out of the envelope's ``context_block``
   (the untrusted-data blocks of :mod:`quantdesk.rag.untrusted`, whose delimiters a filing
@@ -40,6 +40,7 @@ __all__ = [
     "filing_passages",
     "looks_like_instruction",
     "review_filings",
+    "search_tickers",
     "strategy_holdings",
 ]
 
@@ -263,12 +264,37 @@ def strategy_holdings(
     if not scored:
         return None
     k = max(1, math.floor(len(scored) * float(strategy.get("quantile", 0.2))))
-    sign = -1.0 if strategy.get("higher_is_better", True) else 1.0
-    ranked = [symbol for symbol, _ in sorted(scored, key=lambda s: (sign * s[1], s[0]))]
-    held = dict.fromkeys(ranked[:k], "long")
+    sign = 1.0 if strategy.get("higher_is_better", True) else -1.0
+    # as the engine does: each bucket takes its k most extreme names, ties by symbol
+    best = sorted(scored, key=lambda s: (-sign * s[1], s[0]))[:k]
+    held = {symbol: "long" for symbol, _ in best}
     if strategy.get("side", "dollar_neutral") != "long_only":
-        held.update({symbol: "short" for symbol in ranked[-k:] if symbol not in held})
+        worst = sorted(scored, key=lambda s: (sign * s[1], s[0]))[:k]
+        held.update({symbol: "short" for symbol, _ in worst if symbol not in held})
     return held
+
+
+def search_tickers(
+    features: Mapping[str, Any], strategy: Mapping[str, Any] | None, source: Mapping[str, Any]
+) -> list[str]:
+    """The tickers whose filings to search: the held names, else the universe.
+
+    Args:
+        features: The ``result`` of ``compute_features``.
+        strategy: The strategy arguments (``None`` for a forecast model, which holds no fixed
+            names).
+        source: The data source (its ``symbols``, when the universe is restricted).
+
+    Returns:
+        Sorted tickers; empty (search every filing) when neither is known.
+    """
+    held = strategy_holdings(features, strategy) if strategy else None
+    if held:
+        return sorted(held)
+    universe = sorted(str(row["symbol"]) for row in features.get("latest") or [])
+    if len(universe) < int(features.get("n_symbols") or 0):  # only part of the cross-section
+        universe = sorted(map(str, source.get("symbols") or []))
+    return universe
 
 
 @dataclass(frozen=True)

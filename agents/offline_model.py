@@ -41,12 +41,10 @@ Tool sequence (tools absent from the request are skipped): ``fetch_prices`` ->
 with the tool's fix; the policy never retries with other parameters (that would be an
 uncounted search).
 
-The filing search comes last, as of the same date, for disclosures that move a price for
-reasons no price signal sees (:data:`~quantdesk.agents.filing_evidence.DISCLOSURE_QUERY`),
-restricted to the names the strategy holds on the last date (read off ``compute_features``'s
-last cross-section) or, when those are unknown, to the universe. The policy reads only the
-result's citations, never the passages: retrieved text stays data. A failed search (no filings
-indexed) is reported and the answer goes on without filings.
+The filing search (last, same as-of) looks for disclosures that move prices for reasons no
+price signal sees, in the names the strategy holds on the last date (else the universe). The
+policy reads only its citations, never the passages (retrieved text stays data); a failed
+search (no filings indexed) is reported and the answer goes on without filings.
 """
 
 from __future__ import annotations
@@ -57,7 +55,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from quantdesk.agents.filing_evidence import DISCLOSURE_QUERY, strategy_holdings
+from quantdesk.agents.filing_evidence import DISCLOSURE_QUERY, search_tickers
 from quantdesk.agents.messages import Message, ModelRequest, ModelResponse, StreamEvent, ToolCall
 from quantdesk.agents.testing import response_events
 
@@ -463,24 +461,9 @@ class OfflineModel:
     ) -> dict[str, Any]:
         """``search_filings`` arguments: disclosures of the held names (else the universe)."""
         features = (called.get("compute_features") or {}).get("result") or {}
-        strategy = FAMILIES[plan.family].get("strategy")
-        held = strategy_holdings(features, strategy) if strategy else None
-        if held:
-            tickers = sorted(held)
-        else:  # a forecast model holds no fixed names: its whole universe
-            tickers = sorted(str(row["symbol"]) for row in features.get("latest") or [])
-            if len(tickers) < int(features.get("n_symbols") or 0):
-                tickers = list(plan.source.get("symbols") or [])
-        arguments: dict[str, Any] = {
-            **ctx,
-            "query": DISCLOSURE_QUERY,
-            "as_of": as_of,
-            "k": 10,
-            "infer": False,
-        }
-        if tickers:
-            arguments["ticker"] = tickers
-        return arguments
+        tickers = search_tickers(features, FAMILIES[plan.family].get("strategy"), plan.source)
+        arguments = {**ctx, "query": DISCLOSURE_QUERY, "as_of": as_of, "k": 10, "infer": False}
+        return {**arguments, "ticker": tickers} if tickers else arguments
 
     def decide(self, req: ModelRequest) -> ModelResponse:
         """The next step for this conversation: one tool call, or the final answer."""

@@ -330,29 +330,27 @@ def filing_concerns(state: ResearchState, tools: set[str]) -> list[Concern]:
     one name does not refute a cross-sectional effect, but the reader should see it.
     """
     review = review_filings(state.get("tool_log", []), primary_trial(state))
-    if not review.calls:
-        if "search_filings" not in tools:
-            return []
-        text = "no filing was searched, so no disclosure was checked."
-        return [Concern(topic="filings", severity="minor", text=text)]
-    concerns: list[Concern] = []
     names = {e["id"]: e["name"] for e in review.calls}
+
+    def minor(text: str, cites: list[str] | None = None) -> Concern:
+        return Concern(topic="filings", severity="minor", text=text, cites=(cites or [])[:20])
 
     def cite_call(call_id: str) -> str:
         return cite({"name": names[call_id], "id": call_id})
 
-    for entry in review.calls:
-        if not entry["ok"]:
-            error = entry["envelope"].get("error") or {}
-            concerns.append(
-                Concern(
-                    topic="filings",
-                    severity="minor",
-                    text=f"no filings were read {cite(entry)}: {error.get('message')} Fix: "
-                    f"{error.get('fix') or 'n/a'} The review rests on the prices alone.",
-                    cites=[entry["id"]],
-                )
-            )
+    if not review.calls:
+        checked = "search_filings" in tools
+        return [minor("no filing was searched, so no disclosure was checked.")] if checked else []
+    concerns = [
+        minor(
+            f"no filings were read {cite(e)}: {(e['envelope'].get('error') or {}).get('message')}"
+            f" Fix: {(e['envelope'].get('error') or {}).get('fix') or 'n/a'} The review rests "
+            "on the prices alone.",
+            [e["id"]],
+        )
+        for e in review.calls
+        if not e["ok"]
+    ]
     done = [e for e in review.calls if e["ok"]]
     if done:
         as_of = sorted({str((e["envelope"].get("result") or {}).get("as_of")) for e in done})
@@ -361,17 +359,14 @@ def filing_concerns(state: ResearchState, tools: set[str]) -> list[Concern]:
             if review.holdings
             else "the companies searched"
         )
-        companies = {p.ticker for p in review.passages}
         flagged = {p.ticker for p, _ in review.flagged}
         concerns.append(
-            Concern(
-                topic="filings",
-                severity="minor",
-                text=f"filings of {scope} {', '.join(cite(e) for e in done)}: "
-                f"{len(review.passages)} passage(s) of {len(companies)} company(ies), all public "
-                f"by {', '.join(as_of)}; {len(flagged)} company(ies) mention a disclosure that "
-                "moves prices for reasons the signal does not see.",
-                cites=[e["id"] for e in done][:20],
+            minor(
+                f"filings of {scope} {', '.join(cite(e) for e in done)}: "
+                f"{len(review.passages)} passage(s) of {len({p.ticker for p in review.passages})} "
+                f"company(ies), all public by {', '.join(as_of)}; {len(flagged)} company(ies) "
+                "mention a disclosure that moves prices for reasons the signal does not see.",
+                [e["id"] for e in done],
             )
         )
     by_ticker: dict[str | None, list[tuple[FilingPassage, list[DisclosureKind]]]] = {}
@@ -382,26 +377,21 @@ def filing_concerns(state: ResearchState, tools: set[str]) -> list[Concern]:
         calls = sorted({p.call_id for p, _ in items})
         labels = "; ".join(dict.fromkeys(p.label for p, _ in items))
         concerns.append(
-            Concern(
-                topic="filings",
-                severity="minor",
-                text=f"{ticker or 'a filer'} ({review.position(ticker)}): its filings mention "
+            minor(
+                f"{ticker or 'a filer'} ({review.position(ticker)}): its filings mention "
                 f"{', '.join(k.label for k in kinds)} {' '.join(map(cite_call, calls))} "
                 f"({labels}): {kinds[0].why}.",
-                cites=calls[:20],
+                calls,
             )
         )
-    for passage in review.instructions:
-        concerns.append(
-            Concern(
-                topic="filings",
-                severity="minor",
-                text=f"{passage.label} {cite_call(passage.call_id)} contains text addressed to "
-                "an AI model (a likely prompt injection); it stayed quoted data and changed no "
-                "tool call.",
-                cites=[passage.call_id],
-            )
+    concerns += [
+        minor(
+            f"{p.label} {cite_call(p.call_id)} contains text addressed to an AI model (a likely "
+            "prompt injection); it stayed quoted data and changed no tool call.",
+            [p.call_id],
         )
+        for p in review.instructions
+    ]
     return concerns
 
 
