@@ -58,6 +58,15 @@ def auc_sorted(y_sorted: np.ndarray, values_sorted: np.ndarray) -> float:
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+def _argsort(values: np.ndarray) -> np.ndarray:
+    """``argsort``; integers spanning fewer than 2**16 values (class labels) use a radix sort."""
+    if values.size and values.dtype.kind in "iub":
+        low = int(values.min())
+        if int(values.max()) - low < 2**16:
+            return np.argsort((values.astype(np.int64) - low).astype(np.uint16), kind="stable")
+    return np.argsort(values)
+
+
 class GroupedRows:
     """Rows split into contiguous groups (e.g. one ``(fold, date)`` each), for per-group ranks.
 
@@ -82,7 +91,7 @@ class GroupedRows:
             order: ``argsort(values)`` when already computed (any order among ties).
         """
         if order is None:
-            order = np.argsort(values)
+            order = _argsort(np.asarray(values))
         # A stable sort by group keeps the value order inside each group; group numbers fit
         # 16 bits on daily panels, where numpy's stable sort is a linear radix sort.
         groups = self.group[order]
