@@ -13,6 +13,7 @@ from typing import Any
 
 from quantdesk.agents.filing_evidence import (
     DISCLOSURE_KINDS,
+    FILING_TOOLS,
     DisclosureKind,
     FilingPassage,
     review_filings,
@@ -131,6 +132,8 @@ def _guardrail_concerns(state: ResearchState) -> list[Concern]:
         error = env.get("error") or {}
         if not entry["ok"]:
             refused = error.get("kind") == "refused"
+            if not refused and entry["name"] in FILING_TOOLS:
+                continue  # filing_concerns reports it
             guard = error.get("guardrail") or ""
             topic = guard if guard in {"leakage", "lookahead"} else "guardrail"
             text = (
@@ -321,13 +324,11 @@ def rule_critique(
 
 
 def filing_concerns(state: ResearchState, tools: set[str]) -> list[Concern]:
-    """What the filings say, as minor concerns written from templates (no filing text).
+    """What the filings say, as minor concerns from templates (no filing text in them).
 
-    One concern per failed filing call (the session goes on without filings), one summary of
-    what was searched, one per company whose passages mention a recognised disclosure (with
-    the strategy's position in it and what the disclosure means for a price signal), and one
-    per passage holding text addressed to an AI model. Concerns are minor: a disclosure about
-    one name does not refute a cross-sectional effect, but the reader should see it.
+    Per failed filing call, a summary of the search, per company mentioning a recognised
+    disclosure (its position, what it means for a price signal), per passage with text
+    addressed to an AI model. Minor: one name's disclosure does not refute the effect.
     """
     review = review_filings(state.get("tool_log", []), primary_trial(state))
     names = {e["id"]: e["name"] for e in review.calls}
@@ -338,9 +339,8 @@ def filing_concerns(state: ResearchState, tools: set[str]) -> list[Concern]:
     def cite_call(call_id: str) -> str:
         return cite({"name": names[call_id], "id": call_id})
 
-    if not review.calls:
-        checked = "search_filings" in tools
-        return [minor("no filing was searched, so no disclosure was checked.")] if checked else []
+    if not review.calls:  # (the offline policy searches after its tests: it stopped before)
+        return [minor("no filing was searched.")] if "search_filings" in tools else []
     concerns = [
         minor(
             f"no filings were read {cite(e)}: {(e['envelope'].get('error') or {}).get('message')}"

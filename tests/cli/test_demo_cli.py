@@ -68,3 +68,21 @@ def test_research_bad_data_path_is_one_line(
     assert code == 2
     assert "nope.parquet" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.realdata
+def test_research_on_real_prices_without_filings_goes_on(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prices = shared_data / "prices" / "yfinance_adjusted_ohlcv_2005_2024.parquet"
+    question = "Is 12-1 momentum real in these stocks as of 2019-12-31?"
+    report = tmp_path / "real"
+    code, out, err = run_cli(
+        ["research", question, "--data", str(prices), "--report", str(report)], capsys
+    )
+    assert code == 0, err
+    assert re.search(r"Session \w+: complete, decision (accept|reject|needs-more-evidence)", out)
+    assert "no filings were read [search_filings offline_6_search_filings]" in out
+    assert "ingest filings first" in out  # the tool's fix is passed on
+    assert (tmp_path / "real.md").is_file()
+    assert (tmp_path / "real.html").read_text().startswith("<!DOCTYPE html>")
