@@ -19,7 +19,11 @@ LightGBM's own time is measured twice: by ``train_cv``'s ``Timings`` (``fit`` + 
 which also include QuantModel's input checks) and independently by wrapping
 ``lightgbm.train`` (which builds the binned ``Dataset`` too) and ``lightgbm.Booster.predict``.
 The overhead is everything else, as a fraction of (a) ``Timings.cv_seconds`` and (b) an outer
-wall clock around ``make_dataset`` + ``train_cv``.
+wall clock around ``make_dataset`` + ``train_cv``. For reading (b) on a shared machine the
+report adds (c), the same split in CPU seconds of the child process (all its threads), the
+1-minute load average at the start and end of each run, and the minor page faults (first
+touches of fresh memory) of ``make_dataset`` + ``train_cv``; (c) is informational, the target
+stays on (b).
 
 Exit status 1 when a child fails or (at the issue's size only) a target is missed: overhead
 (b) above 10% of that wall time, or a peak RSS above 3 GB (3e9 bytes).
@@ -35,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,26 +52,26 @@ _MARKER = "BENCH_CV_RESULT "
 
 
 # --- child: one complete run ----------------------------------------------------------------
-def _instrument_lightgbm() -> list[tuple[str, float]]:
-    """Wrap ``lightgbm.train`` and ``Booster.predict``; return the (call, seconds) log."""
+def _instrument_lightgbm() -> list[tuple[str, float, float]]:
+    """Wrap ``lightgbm.train`` and ``Booster.predict``; return the (call, wall, CPU) log."""
     import lightgbm
 
-    calls: list[tuple[str, float]] = []
+    calls: list[tuple[str, float, float]] = []
     train, predict = lightgbm.train, lightgbm.Booster.predict
 
     def timed_train(*args: Any, **kwargs: Any) -> Any:
-        start = perf_counter()
+        start, cpu = perf_counter(), process_time()
         try:
             return train(*args, **kwargs)
         finally:
-            calls.append(("train", perf_counter() - start))
+            calls.append(("train", perf_counter() - start, process_time() - cpu))
 
     def timed_predict(self: Any, *args: Any, **kwargs: Any) -> Any:
-        start = perf_counter()
+        start, cpu = perf_counter(), process_time()
         try:
             return predict(self, *args, **kwargs)
         finally:
-            calls.append(("predict", perf_counter() - start))
+            calls.append(("predict", perf_counter() - start, process_time() - cpu))
 
     # models.py calls lgb.train through the module attribute, so patching it is enough.
     lightgbm.train = timed_train
@@ -85,6 +89,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     calls = _instrument_lightgbm()
     rss_imports = _panel.peak_rss_mib()
+    load_start = os.getloadavg()[0]
     size, _ = _panel.panel_size(args)
     phases: dict[str, float] = {}
     started = perf_counter()
@@ -107,6 +112,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         num_threads=args.threads,
     )
     splitter = PurgedWalkForward(n_splits=N_SPLITS, embargo=_panel.HORIZON)
+    cpu_clock, faults = process_time(), _minor_faults()
     clock = perf_counter()
     dataset = make_dataset(features, labels, feature_names=_panel.BENCH_FEATURES)
     phases["make_dataset"] = perf_counter() - clock
@@ -119,12 +125,15 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         refit_final=False,
     )
     phases["train_cv"] = perf_counter() - clock
+    outer_cpu, outer_faults = process_time() - cpu_clock, _minor_faults() - faults
     phases["whole_run"] = perf_counter() - started
 
     # Fold fits and predicts come first, one each per fold; later predicts are permutation.
     n_folds = len(result.folds)
-    trains = [s for kind, s in calls if kind == "train"]
-    predicts = [s for kind, s in calls if kind == "predict"]
+    trains = [s for kind, s, _ in calls if kind == "train"]
+    predicts = [s for kind, s, _ in calls if kind == "predict"]
+    fold_calls = [c for c in calls if c[0] == "train"][:n_folds]
+    fold_calls += [c for c in calls if c[0] == "predict"][:n_folds]
     metrics = result.report.metrics
     return {
         "rows": prices.height,
@@ -139,6 +148,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "lgb_train": sum(trains[:n_folds]),
         "lgb_predict": sum(predicts[:n_folds]),
         "lgb_permutation_predict": sum(predicts[n_folds:]),
+        "lgb_cpu": sum(cpu for _, _, cpu in fold_calls),
+        "outer_cpu": outer_cpu,
+        "outer_faults": outer_faults,
+        "load": [load_start, os.getloadavg()[0]],
         "lgb_calls": [len(trains), len(predicts)],
         "folds": [
             [f.n_train, f.n_test, f.n_purged, f.n_embargoed, f.fit_seconds] for f in result.folds
@@ -147,6 +160,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "rss_imports_mib": rss_imports,
         "rss_peak_mib": _panel.peak_rss_mib(),
     }
+
+
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 # --- parent: run children, summarise --------------------------------------------------------
@@ -180,6 +197,7 @@ def _derived(run: dict[str, Any]) -> dict[str, float]:
         "lgb_seconds": lgb,
         "outer_seconds": outer,
         "outer_overhead": (outer - lgb) / outer,
+        "cpu_overhead": (run["outer_cpu"] - run["lgb_cpu"]) / run["outer_cpu"],
     }
 
 
@@ -236,7 +254,23 @@ def report(runs: list[dict[str, Any]], rss_children_mib: float, full: bool) -> i
             _row("(b) wall: make_dataset + train_cv", col(lambda r, d: d["outer_seconds"])),
             _row("    LightGBM train + predict", col(lambda r, d: d["lgb_seconds"])),
             _row("    overhead fraction", col(lambda r, d: d["outer_overhead"]), pct),
+            *(
+                []
+                if first["permutation"]  # its CPU is not separated from the CV's
+                else [
+                    _row("(c) CPU: make_dataset + train_cv", col(lambda r, d: r["outer_cpu"])),
+                    _row("    LightGBM train + predict", col(lambda r, d: r["lgb_cpu"])),
+                    _row("    overhead fraction", col(lambda r, d: d["cpu_overhead"]), pct),
+                ]
+            ),
         ],
+    )
+    loads = ", ".join(f"{a:.1f} -> {b:.1f}" for a, b in (r["load"] for r in runs))
+    faults = _panel.summary([r["outer_faults"] for r in runs])
+    print(
+        f"1-minute load average at each run's start -> end: {loads}; minor page faults in "
+        f"make_dataset + train_cv: median {faults[0]:,.0f} (min {faults[1]:,.0f}, max "
+        f"{faults[2]:,.0f})"
     )
 
     peak = max(r["rss_peak_mib"] for r in runs)
