@@ -238,12 +238,16 @@ def _session(
     tools = ToolThread()
     try:
         if sample_filings:
-            ingested = tools.run(ingest_demo_filings)
-            click.echo(
-                f"Filings: {ingested.documents} FICTIONAL sample filings of the demo companies "
-                f"({ingested.chunks} passages, {ingested.embedded} embedded now) are in the "
-                "filing index."
-            )
+            try:
+                ingested = tools.run(ingest_demo_filings)
+            except InputError as exc:  # an index of another embedding model: go on without
+                click.echo(f"Filings: the sample filings were not added: {exc}")
+            else:
+                click.echo(
+                    f"Filings: {ingested.documents} FICTIONAL sample filings of the demo "
+                    f"companies ({ingested.chunks} passages, {ingested.embedded} embedded now) "
+                    "are in the filing index."
+                )
         outcome = asyncio.run(
             arun_session(
                 text,
