@@ -24,10 +24,23 @@ import numpy as np
 __all__ = ["GroupedRows", "auc_sorted", "spearman_by_group"]
 
 
-def _run_edges(sorted_values: np.ndarray) -> np.ndarray:
-    """Boundaries ``[0, ..., n]`` of the runs of equal values of sorted data."""
-    change = sorted_values[1:] != sorted_values[:-1]
-    return np.concatenate(([0], np.flatnonzero(change) + 1, [sorted_values.size]))
+class _TieRuns:
+    """Runs of equal values in sorted data, from the positions ``p`` that tie with ``p + 1``.
+
+    Attributes:
+        start: First position of each run.
+        size: Length of each run (at least 2).
+        first: Where each run begins in ``members``.
+        members: Every position inside a run, run by run.
+    """
+
+    def __init__(self, tied: np.ndarray) -> None:
+        opens = np.concatenate(([True], tied[1:] != tied[:-1] + 1))  # p starts a new run
+        self.start = tied[opens]
+        end = np.append(tied[np.flatnonzero(opens)[1:] - 1], tied[-1]) + 2  # exclusive
+        self.size = end - self.start
+        self.first = np.cumsum(self.size) - self.size
+        self.members = np.repeat(self.start - self.first, self.size) + np.arange(self.size.sum())
 
 
 def auc_sorted(y_sorted: np.ndarray, values_sorted: np.ndarray) -> float:
@@ -48,23 +61,19 @@ def auc_sorted(y_sorted: np.ndarray, values_sorted: np.ndarray) -> float:
         return math.nan
     if values_sorted.dtype.kind == "f" and np.isnan(values_sorted[-1]):
         return math.nan
-    edges = _run_edges(values_sorted)
-    if edges.size == y_sorted.size + 1:  # no ties: the rank of position p is p + 1
-        rank_sum = float(np.flatnonzero(y_sorted).sum() + n_pos)
-    else:
-        positives = np.concatenate(([0], np.cumsum(y_sorted, dtype=np.int64)))[edges]
-        # A run spanning positions [a, b) has the average 1-based rank (a + b + 1) / 2.
-        rank_sum = float(np.dot(np.diff(positives), (edges[:-1] + edges[1:] + 1) / 2))
+    # Untied, position p has rank p + 1. A run of ties spanning [a, b) gives each member the
+    # average rank (a + b + 1) / 2 instead; model scores tie rarely, so only those runs are
+    # visited to correct the sum.
+    rank_sum = float(np.flatnonzero(y_sorted).sum() + n_pos)
+    tied = np.flatnonzero(values_sorted[1:] == values_sorted[:-1])  # p ties with p + 1
+    if tied.size:
+        runs = _TieRuns(tied)
+        positive = y_sorted[runs.members]
+        n_pos_run = np.add.reduceat(positive.astype(np.int64), runs.first)
+        own_ranks = int(runs.members[positive].sum()) + int(n_pos_run.sum())
+        average = runs.start + (runs.size + 1) / 2  # (a + b + 1) / 2 for the run [a, b)
+        rank_sum += float(np.dot(n_pos_run, average)) - own_ranks
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
-def _argsort(values: np.ndarray) -> np.ndarray:
-    """``argsort``; integers spanning fewer than 2**16 values (class labels) use a radix sort."""
-    if values.size and values.dtype.kind in "iub":
-        low = int(values.min())
-        if int(values.max()) - low < 2**16:
-            return np.argsort((values.astype(np.int64) - low).astype(np.uint16), kind="stable")
-    return np.argsort(values)
 
 
 class GroupedRows:
@@ -90,28 +99,49 @@ class GroupedRows:
             values: One value per row, without NaN.
             order: ``argsort(values)`` when already computed (any order among ties).
         """
-        if order is None:
-            order = _argsort(np.asarray(values))
-        # A stable sort by group keeps the value order inside each group; group numbers fit
-        # 16 bits on daily panels, where numpy's stable sort is a linear radix sort.
-        groups = self.group[order]
-        if self.starts.size < 2**16:
-            groups = groups.astype(np.uint16)
-        order = order[np.argsort(groups, kind="stable")]
+        values = np.asarray(values)
+        order = self._group_order(values, order)
         # Group g now occupies rows starts[g]:starts[g] + sizes[g] of the sorted sequence.
-        ordered = np.asarray(values)[order]
-        change = ordered[1:] != ordered[:-1]
-        change |= self._new_group
-        edges = np.concatenate(([0], np.flatnonzero(change) + 1, [ordered.size]))
-        if edges.size == ordered.size + 1:  # no ties: rank = position in the group
-            centred = self._untied
-        else:
-            first = self.group[edges[:-1]]
-            average = (edges[:-1] + edges[1:] + 1) / 2 - self.starts[first]
-            centred = np.repeat(average - (self.sizes[first] + 1) / 2, np.diff(edges))
+        ordered = values[order]
+        same = ordered[1:] == ordered[:-1]
+        same &= ~self._new_group
+        tied = np.flatnonzero(same)  # p ties with p + 1 inside its group
+        # Untied, a row's centred rank is its position in the group minus the centre; each run
+        # of ties takes the mean of its members' positions instead.
+        centred = self._untied
+        if tied.size:
+            runs = _TieRuns(tied)
+            centred = centred.copy()
+            mean = centred[runs.start] + (runs.size - 1) / 2
+            centred[runs.members] = np.repeat(mean, runs.size)
         out = np.empty(order.size)
         out[order] = centred
         return out
+
+    def _group_order(self, values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+        """Rows sorted by group, then value.
+
+        numpy's stable sort of 16-bit keys is a radix sort, linear in the rows.
+        """
+        n_groups = self.starts.size
+        if self.sizes.size and np.all(self.sizes == self.sizes[0]):
+            # A balanced panel (every group the same size): sort each group on its own, a
+            # short sort per row of a (groups, size) view instead of a global one.
+            within = np.argsort(values.reshape(n_groups, -1), axis=1)
+            return (within + self.starts[:, None]).ravel()
+        if order is None and values.size and values.dtype.kind in "iub":
+            low = int(values.min())
+            span = int(values.max()) - low + 1
+            if span * n_groups < 2**16:  # class labels: one sort of (group, value) codes
+                key = self.group * span + (values.astype(np.int64) - low)
+                return np.argsort(key.astype(np.uint16), kind="stable")
+        if order is None:
+            order = np.argsort(values)
+        # A stable sort by group keeps the value order inside each group.
+        groups = self.group[order]
+        if n_groups < 2**16:
+            groups = groups.astype(np.uint16)
+        return order[np.argsort(groups, kind="stable")]
 
     def correlation(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Pearson correlation of two centred series per group; NaN where either is constant."""

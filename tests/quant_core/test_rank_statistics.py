@@ -41,19 +41,27 @@ def test_auc_sorted_golden_values_and_nan() -> None:
     assert math.isnan(auc_sorted(y, np.array([0.2, 0.5, 0.8, np.nan])))
 
 
-def _groups(rng: np.random.Generator, n_groups: int) -> tuple[GroupedRows, np.ndarray]:
-    sizes = rng.integers(1, 9, n_groups)
+def _groups(
+    rng: np.random.Generator, n_groups: int, balanced: bool
+) -> tuple[GroupedRows, np.ndarray]:
+    """Contiguous groups of random sizes, or all of one size (the per-group sort path)."""
+    sizes = np.full(n_groups, rng.integers(1, 9)) if balanced else rng.integers(1, 9, n_groups)
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     return GroupedRows(starts, int(sizes.sum())), np.repeat(np.arange(n_groups), sizes)
 
 
 @settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n_groups=st.integers(1, 30), ties=st.booleans())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_groups=st.integers(1, 30),
+    ties=st.booleans(),
+    balanced=st.booleans(),
+)
 def test_centred_ranks_are_scipy_average_ranks_minus_the_group_mean(
-    seed: int, n_groups: int, ties: bool
+    seed: int, n_groups: int, ties: bool, balanced: bool
 ) -> None:
     rng = np.random.default_rng(seed)
-    grouped, group = _groups(rng, n_groups)
+    grouped, group = _groups(rng, n_groups, balanced)
     values = _values(rng, group.size, ties)
     got = grouped.centred_ranks(values)
     for g in range(n_groups):
@@ -63,10 +71,17 @@ def test_centred_ranks_are_scipy_average_ranks_minus_the_group_mean(
 
 
 @settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n_groups=st.integers(1, 30), ties=st.booleans())
-def test_spearman_by_group_matches_scipy(seed: int, n_groups: int, ties: bool) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_groups=st.integers(1, 30),
+    ties=st.booleans(),
+    balanced=st.booleans(),
+)
+def test_spearman_by_group_matches_scipy(
+    seed: int, n_groups: int, ties: bool, balanced: bool
+) -> None:
     rng = np.random.default_rng(seed)
-    grouped, group = _groups(rng, n_groups)
+    grouped, group = _groups(rng, n_groups, balanced)
     x = _values(rng, group.size, ties)
     ys = [_values(rng, group.size, True), x + 0.1 * rng.normal(size=group.size)]
     for y, got in zip(ys, spearman_by_group(grouped, x, ys, np.argsort(x)), strict=True):
