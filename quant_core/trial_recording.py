@@ -137,9 +137,11 @@ def oof_long_short_returns(
     )
     n = pl.len()
     leg = pl.max_horizontal((n * quantile).floor(), pl.lit(1))
+    # Ordinal ranks break ties by position, so the join must keep the out-of-fold order:
+    # tied scores then fall into the same leg on every run.
     rank = pl.col("score").rank("ordinal")
     legs = (
-        oof.join(dates, on=["fold", "date"])
+        oof.join(dates, on=["fold", "date"], maintain_order="left")
         .filter(pl.col("score").is_not_null() & pl.col(target).is_not_null())
         .group_by("fold", "date")
         .agg(
