@@ -8,8 +8,8 @@ Usage (from the repository root)::
 Sessions: ``--sessions`` child processes (default 3), one after the other. Each runs the demo
 session exactly as ``quantdesk demo`` does after start-up -- the FICTIONAL sample filings
 ingested into a MiniLM filing index, then the offline model on the demo question with every
-tool call on one :class:`~quantdesk.cli.research_command.ToolThread` and the SQLite
-checkpointer of :func:`~quantdesk.cli.research_command.session_checkpointer`, then the HTML
+tool call on one :class:`~quantdesk.agents.research.runtime.ToolThread` and the SQLite
+checkpointer of :func:`~quantdesk.agents.research.sessions.session_checkpointer`, then the HTML
 report -- under a fresh temporary ``QUANTDESK_HOME`` (zero trials, as a first demo), and then a
 second, warm session in the same process (new home again) for comparison. Modules are
 imported before the clock starts (that is process start-up, timed by the CLI part).
@@ -58,12 +58,9 @@ import quantdesk.agents.research.graph as graph
 from quantdesk.agents.messages import ModelRequest, ModelResponse
 from quantdesk.agents.offline_model import OfflineModel
 from quantdesk.agents.research.report_html import render_report_html
-from quantdesk.cli.research_command import (
-    DEMO_QUESTION,
-    ToolThread,
-    ingest_demo_filings,
-    session_checkpointer,
-)
+from quantdesk.agents.research.runtime import ToolThread, ingest_demo_filings
+from quantdesk.agents.research.sessions import session_checkpointer
+from quantdesk.cli.research_command import DEMO_QUESTION
 from quantdesk.tools import run_tool
 from quantdesk.tools.filing_tools import forget_filing_indexes
 

@@ -285,8 +285,8 @@ async def _chat(
 ) -> None:
     from quantdesk.agents.model import get_model
     from quantdesk.agents.research.chat import ChatSession
+    from quantdesk.agents.research.runtime import ToolThread
     from quantdesk.agents.research.sessions import SessionStore
-    from quantdesk.cli.research_command import ToolThread
 
     # One thread runs every tool call, as in `quantdesk research`: the filing index's SQLite
     # connections belong to the thread that opened them.

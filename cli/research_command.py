@@ -17,9 +17,8 @@ dropped first); without it they go to ``QUANTDESK_HOME/reports/<session id>.md``
 what they say. ``quantdesk research`` searches whatever filings were ingested
 (``quantdesk filings add``) and says so when there are none.
 
-Every tool call of a session runs on one dedicated thread (:class:`ToolThread`): the filing
-index holds SQLite connections that only the thread which opened them may use, while LangGraph
-runs the tools node on alternating worker threads.
+Sessions run on :mod:`quantdesk.agents.research.runtime` (one tool thread, the SQLite
+checkpointer).
 """
 
 from __future__ import annotations
@@ -29,9 +28,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,71 +39,12 @@ from quantdesk.cli._output import echo_markdown
 from quantdesk.quant_core.errors import InputError
 
 if TYPE_CHECKING:
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    from quantdesk.agents.model import Model
     from quantdesk.agents.research import ResearchOutcome
-    from quantdesk.rag.results import IngestReport
-    from quantdesk.tools import Envelope
 
-__all__ = [
-    "DEMO_QUESTION",
-    "ToolThread",
-    "arun_session",
-    "demo",
-    "ingest_demo_filings",
-    "report_paths",
-    "research_command",
-    "session_checkpointer",
-]
+__all__ = ["DEMO_QUESTION", "demo", "report_paths", "research_command"]
 
 DEMO_QUESTION = "Is 12-1 cross-sectional momentum a real, tradable effect in the demo universe?"
 _T = TypeVar("_T")
-
-
-class ToolThread:
-    """Runs a session's tool calls, one at a time, on one thread of its own.
-
-    Use it as the graph's ``tool_runner``; :meth:`run` runs other work (the demo's filing
-    ingestion) on the same thread, so an index opened there is usable by the filing tools.
-    """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantdesk-tools")
-
-    def run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn(*args)`` on the tool thread and return its result."""
-        return self._pool.submit(fn, *args).result()
-
-    def __call__(self, name: str, payload: dict[str, Any]) -> Envelope[Any]:
-        """Run one tool call (``quantdesk.tools.run_tool``) on the tool thread."""
-        from quantdesk.tools import run_tool
-
-        return self.run(run_tool, name, payload)
-
-    def close(self) -> None:
-        """Stop the thread (after the running call, if any)."""
-        self._pool.shutdown(wait=True)
-
-
-def ingest_demo_filings() -> IngestReport:
-    """Add the fictional sample filings to the default filing index and serve it to the tools.
-
-    Run it on the session's tool thread (:meth:`ToolThread.run`).
-
-    Raises:
-        InputError: the index folder was built with another embedding model.
-    """
-    from quantdesk.rag.index import FilingIndex
-    from quantdesk.rag.sample_filings import ingest_sample_filings
-    from quantdesk.tools.filing_tools import register_filing_index
-
-    index = FilingIndex()
-    report = ingest_sample_filings(index)
-    # The tools would open the same folder again and load MiniLM a second time: hand them
-    # this open index instead.
-    register_filing_index(index)
-    return report
 
 
 def _hints(data: Path | None, as_of: datetime | None) -> dict[str, Any]:
@@ -127,49 +64,6 @@ def _allow_data_folder(data: Path) -> None:
     roots = allowed_data_dirs()
     if not any(folder == root or folder.is_relative_to(root) for root in roots):
         os.environ["QUANTDESK_DATA_DIRS"] = os.pathsep.join([*map(str, roots), str(folder)])
-
-
-@asynccontextmanager
-async def session_checkpointer(path: Path) -> AsyncIterator[AsyncSqliteSaver]:
-    """The SQLite checkpointer of sessions, open on ``path``.
-
-    The file is in WAL mode (the saver's setup) with ``synchronous=NORMAL``: a commit is not
-    flushed to disk on its own, so a killed process loses nothing it committed (a power cut
-    could lose the last ones). That is the failure a session resumes from, and it makes a
-    checkpoint write about five times cheaper (``benchmarks/bench_graph.py``).
-    """
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
-        await saver.setup()
-        await saver.conn.execute("PRAGMA synchronous=NORMAL")
-        yield saver
-
-
-async def arun_session(
-    question: str,
-    *,
-    model: Model,
-    context: str | None,
-    thread: str,
-    tool_runner: Callable[[str, dict[str, Any]], Envelope[Any]],
-    **options: Any,
-) -> ResearchOutcome:
-    """Run (or resume) a session checkpointed in ``QUANTDESK_HOME/sessions.sqlite``."""
-    from quantdesk.agents.research import arun_research
-    from quantdesk.quant_core.settings import get_settings
-
-    async with session_checkpointer(get_settings().home / "sessions.sqlite") as saver:
-        return await arun_research(
-            question,
-            model=model,
-            context=context,
-            thread_id=thread,
-            checkpointer=saver,
-            tool_runner=tool_runner,
-            **options,
-        )
 
 
 def report_paths(report: Path | None, thread_id: str) -> tuple[Path, Path]:
@@ -225,6 +119,7 @@ def _session(
     sample_filings: bool = False,
 ) -> None:
     from quantdesk.agents import get_model
+    from quantdesk.agents.research.runtime import ToolThread, arun_session, ingest_demo_filings
 
     if data is not None:
         if not data.exists():

@@ -13,7 +13,8 @@ import pytest
 from quantdesk.agents.offline_model import OfflineModel
 from quantdesk.agents.research import ResearchOutcome, run_research
 from quantdesk.agents.research.report_html import render_report_html
-from quantdesk.cli.research_command import DEMO_QUESTION, ToolThread
+from quantdesk.agents.research.runtime import ToolThread
+from quantdesk.cli.research_command import DEMO_QUESTION
 from quantdesk.rag.documents import FilingMeta, ParsedDocument, Section
 from quantdesk.rag.sample_filings import sample_filings
 from quantdesk.tools.filing_tools import forget_filing_indexes

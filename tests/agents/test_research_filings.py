@@ -18,8 +18,9 @@ import pytest
 from quantdesk.agents.messages import Message, ModelRequest, ToolCall
 from quantdesk.agents.offline_model import OfflineModel, make_plan
 from quantdesk.agents.research import ResearchOutcome, run_research
+from quantdesk.agents.research.runtime import ToolThread
 from quantdesk.agents.testing import FunctionModel
-from quantdesk.cli.research_command import DEMO_QUESTION, ToolThread
+from quantdesk.cli.research_command import DEMO_QUESTION
 from quantdesk.rag.documents import ParsedDocument
 from quantdesk.rag.sample_filings import FICTIONAL_MARK, INJECTION_TEXT, sample_filings
 from quantdesk.rag.untrusted import BLOCK_END, BLOCK_START

@@ -22,7 +22,8 @@ SCRIPT = """
 import asyncio, json, os, sys
 
 from quantdesk.agents.offline_model import OfflineModel
-from quantdesk.cli.research_command import DEMO_QUESTION, ToolThread, arun_session
+from quantdesk.agents.research.runtime import ToolThread, arun_session
+from quantdesk.cli.research_command import DEMO_QUESTION
 
 thread, kill_at, log_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 tools = ToolThread()
