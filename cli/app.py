@@ -15,6 +15,7 @@ import typer
 
 from quantdesk import __version__
 from quantdesk.cli.backtest_command import backtest_command
+from quantdesk.cli.chat_command import chat_command
 from quantdesk.cli.data_commands import data_app
 from quantdesk.cli.demo_command import study
 from quantdesk.cli.eval_commands import eval_app
@@ -73,6 +74,7 @@ _COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("report", report_command),
     ("demo", demo),
     ("research", research_command),
+    ("chat", chat_command),
     ("study", study),
 )
 

@@ -282,10 +282,11 @@ async def _chat(
     read_line: Callable[[], str | None],
     display: ChatDisplay,
     current: dict[str, str],
+    sample_filings: bool = False,
 ) -> None:
     from quantdesk.agents.model import get_model
     from quantdesk.agents.research.chat import ChatSession
-    from quantdesk.agents.research.runtime import ToolThread
+    from quantdesk.agents.research.runtime import ToolThread, ingest_demo_filings
     from quantdesk.agents.research.sessions import SessionStore
 
     # One thread runs every tool call, as in `quantdesk research`: the filing index's SQLite
@@ -293,6 +294,16 @@ async def _chat(
     tools = ToolThread()
     graph = {"tool_runner": tools}
     try:
+        if sample_filings:
+            try:
+                ingested = tools.run(ingest_demo_filings)
+            except InputError as exc:  # an index of another embedding model: go on without
+                display.line(f"Filings: the sample filings were not added: {exc}")
+            else:
+                display.line(
+                    f"Filings: {ingested.documents} FICTIONAL sample filings of the demo "
+                    f"companies ({ingested.chunks} passages) are in the filing index."
+                )
         async with SessionStore.open() as store:
             if resume:
                 await store.info(resume)  # an unknown id fails before a model is built
@@ -381,6 +392,12 @@ def chat_command(
         None, "--max-tokens", min=1, help="Token budget of the session."
     ),
     max_usd: float | None = typer.Option(None, "--max-usd", help="Dollar budget of the session."),
+    sample_filings: bool | None = typer.Option(
+        None,
+        "--sample-filings/--no-sample-filings",
+        help="Add the FICTIONAL sample filings of the demo companies to the filing index "
+        "first (default: on for the demo market, off with --data).",
+    ),
 ) -> None:
     """Chat with the research agents (researcher, critic, risk); /help lists the commands."""
     if max_usd is not None and max_usd <= 0:
@@ -404,6 +421,7 @@ def chat_command(
                 read_line=_line_reader(tty, display),
                 display=display,
                 current=current,
+                sample_filings=data is None if sample_filings is None else sample_filings,
             )
         )
     except KeyboardInterrupt:

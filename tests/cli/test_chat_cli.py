@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from quantdesk.agents.research.chat_events import ChatEvent, ToolFinished, ToolStarted, TurnEnded
-from quantdesk.cli.chat_command import chat_command
+from quantdesk.cli.app import app
 from quantdesk.cli.chat_display import ChatDisplay, drive_turn
+from quantdesk.cli.research_command import DEMO_QUESTION
 from quantdesk.quant_core import demo_universe
 from quantdesk.quant_core.errors import InputError
 from quantdesk.quant_core.research_context import create_context
@@ -24,19 +24,10 @@ from quantdesk.quant_core.research_context import create_context
 MOMENTUM = "Is there 12-1 momentum in the demo market as of 2019-12-31?"
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command("chat")(chat_command)
-
-    @app.command("version")
-    def version() -> None:  # a second command keeps `chat` a subcommand, as in quantdesk
-        typer.echo("test")
-
-    return app
-
-
 def chat(lines: list[str], *args: str) -> str:
-    result = CliRunner().invoke(_app(), ["chat", *args], input="".join(f"{x}\n" for x in lines))
+    if "--sample-filings" not in args:
+        args = (*args, "--no-sample-filings")  # loading MiniLM is covered once, below
+    result = CliRunner().invoke(app, ["chat", *args], input="".join(f"{x}\n" for x in lines))
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     assert result.exit_code == 0, result.output
@@ -87,12 +78,9 @@ def test_a_piped_session_shows_tool_calls_and_resumes_in_another_process(tmp_pat
     assert "Decision: **ACCEPT**" in report
     assert f"Session {session} is saved" in out
     # a second process resumes the session and prints the same report
-    code = (
-        "import typer; from quantdesk.cli.chat_command import chat_command; "
-        "app = typer.Typer(); app.command()(chat_command); app()"
-    )
+    quantdesk = Path(sys.executable).with_name("quantdesk")
     done = subprocess.run(
-        [sys.executable, "-c", code, "--resume", session],
+        [str(quantdesk), "chat", "--resume", session, "--no-sample-filings"],
         input="/report\n/quit\n",
         capture_output=True,
         text=True,
@@ -212,3 +200,15 @@ def test_long_tool_calls_show_progress(tty: bool) -> None:
         progress = re.findall(r"^  \.\.\. running walk_forward_cv \(\d+ s\)$", text, re.M)
         assert progress  # at least one; how many depends on the machine's load
         assert "\r" not in text
+
+
+@pytest.mark.slow
+def test_the_demo_market_chat_reads_the_fictional_sample_filings() -> None:
+    out = chat([DEMO_QUESTION, "/report"], "--sample-filings")
+    assert "FICTIONAL sample filings of the demo companies" in out
+    found = re.search(r"search_filings \[\w+\] [\d.]+ s: (\d+) passage", out)
+    assert found, out
+    assert int(found.group(1)) > 0, out
+    report = out.split("> /report", 1)[1]  # (the report quotes with "> " lines itself)
+    assert "## Filings" in report
+    assert "FICTIONAL-SYN042-10Q-2020Q2" in report  # the pending merger of a held name
