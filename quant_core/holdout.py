@@ -31,13 +31,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-import polars as pl
-
 from quantdesk.quant_core.errors import InputError, QuantdeskRuntimeError, SchemaError
 from quantdesk.quant_core.registry_db import connect_registry, utc_now, write_transaction
-from quantdesk.quant_core.schema import require_columns
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from quantdesk.quant_core.research_context import ResearchContext
 
 __all__ = [
@@ -72,6 +71,8 @@ def _touch_expr(
     frame: pl.DataFrame, ctx: ResearchContext, date_col: str, end_col: str | None
 ) -> tuple[pl.Expr, pl.Expr]:
     """Return (row start date, boolean 'row touches the holdout') expressions."""
+    import polars as pl
+
     dtype = frame.schema[date_col]
     if dtype == pl.Date:
         start = pl.col(date_col)
@@ -95,6 +96,10 @@ def _touch_expr(
 def _check_outside(
     frame: pl.DataFrame, ctx: ResearchContext, *, what: str, date_col: str, end_col: str | None
 ) -> None:
+    import polars as pl
+
+    from quantdesk.quant_core.schema import require_columns
+
     if not isinstance(frame, pl.DataFrame):
         raise InputError(
             f"Expected a polars DataFrame as the {what}, got {type(frame).__name__}.",
@@ -185,6 +190,8 @@ def outside_holdout(
     ctx = context if context is not None else _ACTIVE.get()
     if ctx is None or ctx.holdout_start is None or frame.height == 0:
         return frame
+    from quantdesk.quant_core.schema import require_columns
+
     require_columns(frame, [date_col])
     _, touch = _touch_expr(frame, ctx, date_col, end_col)
     return frame.filter(~touch)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from quantdesk.quant_core.errors import InputError
 
@@ -74,9 +73,10 @@ def _json_default(value: Any) -> Any:
         return str(value)
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, np.generic):
+    np = sys.modules.get("numpy")  # a numpy value implies numpy is imported; no import here
+    if np is not None and isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray):
+    if np is not None and isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)

@@ -156,11 +156,6 @@ def test_a_stats_call_loads_no_cli_settings_or_ml_library() -> None:
     assert not set(HEAVY) & _modules_after(_CALL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="use_context imports quant_core.holdout (polars at module level) and the envelope's "
-    "code_version quant_core.provenance (numpy at module level); lazy imports there remove both",
-)
 def test_a_stats_call_loads_neither_numpy_nor_polars() -> None:
     assert not {"numpy", "polars"} & _modules_after(_CALL)
 
