@@ -14,6 +14,8 @@ inside the tool functions, when a tool runs.
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,12 +93,12 @@ class ToolSpec:
     example: dict[str, Any] = field(default_factory=dict)
 
     def input_schema(self) -> dict[str, Any]:
-        """JSON schema of the request."""
-        return self.input_model.model_json_schema()
+        """JSON schema of the request (a fresh copy: the caller may change it)."""
+        return copy.deepcopy(_input_schema(self.input_model))
 
     def output_schema(self) -> dict[str, Any]:
         """JSON schema of the envelope whose ``result`` is this tool's output."""
-        return Envelope[self.output_model].model_json_schema()  # type: ignore[name-defined]
+        return copy.deepcopy(_output_schema(self.output_model))
 
     def describe(self) -> dict[str, Any]:
         """Name, summary, description, guardrails and flags as plain data (no schemas)."""
@@ -108,6 +110,18 @@ class ToolSpec:
             "records_trial": self.records_trial,
             "reads_data": self.reads_data,
         }
+
+
+@functools.cache
+def _input_schema(model: type[ToolInput]) -> dict[str, Any]:
+    # Generating a schema walks the whole model (a few ms per tool); a research session asks
+    # for every offered tool's schema each time it builds its graph.
+    return model.model_json_schema()
+
+
+@functools.cache
+def _output_schema(model: type[ToolModel]) -> dict[str, Any]:
+    return Envelope[model].model_json_schema()  # type: ignore[valid-type]
 
 
 def tool(
