@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from quantdesk.quant_core import validation
+from quantdesk.quant_core import validation, validation_series
 from quantdesk.quant_core.errors import DataError, InputError, SchemaError
 from quantdesk.quant_core.loaders import load_prices
 from quantdesk.quant_core.validation import (
@@ -302,8 +302,8 @@ def reference_split_moves(
     ts: pl.DataFrame, split_ratios: tuple[float, ...], split_tolerance: float
 ) -> pl.DataFrame:
     """The definition: the distance to every split ratio on every row."""
-    targets = [(np.log(1 / q), validation._split_name(q)) for q in split_ratios]
-    targets += [(np.log(q), validation._split_name(1 / q)) for q in split_ratios]
+    targets = [(np.log(1 / q), validation_series._split_name(q)) for q in split_ratios]
+    targets += [(np.log(q), validation_series._split_name(1 / q)) for q in split_ratios]
     dist = pl.min_horizontal([(pl.col("r") - t).abs() for t, _ in targets])
     nearest = pl.coalesce(
         [pl.when((pl.col("r") - t).abs() == pl.col("dist")).then(pl.lit(n)) for t, n in targets]
@@ -378,8 +378,8 @@ def test_fast_checks_equal_the_definition(
     }
     fast = validate_prices(frame, **kwargs)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(validation, "_robust_z", reference_z)
-        patch.setattr(validation, "_split_moves", reference_split_moves)
+        patch.setattr(validation_series, "_robust_z", reference_z)
+        patch.setattr(validation_series, "_split_moves", reference_split_moves)
         slow = validate_prices(frame, **kwargs)
     assert_frame_equal(fast.issues, slow.issues)
 
@@ -387,9 +387,11 @@ def test_fast_checks_equal_the_definition(
 def returns_frame(seed: int) -> pl.DataFrame:
     """A glitchy frame, sorted, with the log return ``r`` and the ``reversal`` column."""
     ts = validation._check_frame(glitchy(seed).sort("symbol", "date"))
-    r = (pl.col("close") / validation._shift(pl.col("close"), 1)).log()
+    r = (pl.col("close") / validation_series._shift(pl.col("close"), 1)).log()
     ts = ts.with_columns(pl.when(r.is_finite()).then(r).alias("r"))
-    return ts.with_columns((-validation._shift(pl.col("r"), -1) / pl.col("r")).alias("reversal"))
+    return ts.with_columns(
+        (-validation_series._shift(pl.col("r"), -1) / pl.col("r")).alias("reversal")
+    )
 
 
 @pytest.mark.parametrize("window", [1, 2, 5, 6, 20, 63, 64])
@@ -399,7 +401,7 @@ def test_fast_z_is_bit_identical_to_the_definition(window: int) -> None:
     compared = 0
     for seed in range(20):
         ts = returns_frame(seed)
-        fast = validation._robust_z(ts, candidates=pl.lit(value=True), **kwargs)
+        fast = validation_series._robust_z(ts, candidates=pl.lit(value=True), **kwargs)
         full = reference_z(ts, candidates=pl.lit(value=True), **kwargs)
         computed = fast.is_not_null()
         assert (fast.filter(computed) == full.filter(computed)).all()
@@ -426,7 +428,7 @@ def test_window_medians_equal_polars_rolling_median(
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     ends = np.cumsum(lengths)
     rows = np.arange(values.size)
-    fast = validation._window_medians(values, rows, starts, ends, window, min_samples)
+    fast = validation_series._window_medians(values, rows, starts, ends, window, min_samples)
     group = np.repeat(np.arange(lengths.size), lengths)
     expected = (
         pl.DataFrame({"x": values, "g": group})
@@ -448,7 +450,7 @@ def test_rows_left_out_of_the_fast_z_cannot_be_spikes() -> None:
     spikes = 0
     for seed in range(30):
         ts = returns_frame(seed)
-        fast = validation._robust_z(ts, candidates=reverses, **kwargs)
+        fast = validation_series._robust_z(ts, candidates=reverses, **kwargs)
         full = reference_z(ts, candidates=reverses, **kwargs)
         left_out = ts.with_columns(full).filter(fast.is_null())
         assert left_out.filter((pl.col("z") > 3.0) & reverses).height == 0
@@ -461,8 +463,8 @@ def test_alpha_vantage_findings_equal_the_definition(
     shared_data: Path, av_report: ValidationReport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     frame = load_prices(shared_data / "prices" / "alphavantage_raw_adj_1999_2020.parquet")
-    monkeypatch.setattr(validation, "_robust_z", reference_z)
-    monkeypatch.setattr(validation, "_split_moves", reference_split_moves)
+    monkeypatch.setattr(validation_series, "_robust_z", reference_z)
+    monkeypatch.setattr(validation_series, "_split_moves", reference_split_moves)
     assert_frame_equal(av_report.issues, validate_prices(frame).issues)
 
 
