@@ -9,30 +9,18 @@ sources are in its docstring). :func:`_as_return_matrix` validates a T x N matri
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
+from quantdesk.quant_core.conventions import finite_float
 from quantdesk.quant_core.errors import DataError, InputError, InsufficientDataError
 from quantdesk.quant_core.metrics import UndefinedMetricError
 
 __all__ = ["effective_number_of_trials"]
 
 _EFFECTIVE_METHODS = ("clusters", "average_correlation", "participation_ratio")
-
-
-def _finite(value: Any, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise InputError(
-            f"{name}={value!r} is not a number.", fix=f"pass {name} as a float."
-        ) from None
-    if not math.isfinite(out):
-        raise InputError(f"{name}={value!r} is not finite.", fix=f"pass a finite {name}.")
-    return out
 
 
 def _as_return_matrix(
@@ -166,7 +154,7 @@ def effective_number_of_trials(
     if n == 1:
         return 1.0
     if method == "clusters":
-        threshold = _finite(min_correlation, "min_correlation")
+        threshold = finite_float(min_correlation, "min_correlation")
         if not -1.0 < threshold <= 1.0:
             raise InputError(
                 f"min_correlation={threshold!r} is not in (-1, 1].", fix="use e.g. 0.9."

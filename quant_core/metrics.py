@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import polars as pl
 
+from quantdesk.quant_core.conventions import PERIODS_PER_YEAR
 from quantdesk.quant_core.errors import DataError, InputError, InsufficientDataError
 
 if TYPE_CHECKING:
@@ -78,7 +79,6 @@ __all__ = [
     "value_at_risk",
 ]
 
-PERIODS_PER_YEAR = 252
 ReturnsLike = np.ndarray | pl.Series | pl.DataFrame | Sequence[float]
 
 

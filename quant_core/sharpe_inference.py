@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, Literal
 
+from quantdesk.quant_core.conventions import PERIODS_PER_YEAR, finite_float
 from quantdesk.quant_core.errors import InputError
 from quantdesk.quant_core.sharpe_results import DSRResult, MinTRLResult, PSRResult
 
@@ -92,9 +93,6 @@ def __getattr__(name: str) -> Any:
 
 EULER_MASCHERONI = 0.5772156649015329
 SharpeUnits = Literal["per_period", "annualized"]
-#: Periods per year of daily returns: ``metrics.PERIODS_PER_YEAR`` (a test pins the two equal),
-#: repeated here so that this module does not import numpy and polars through ``metrics``.
-PERIODS_PER_YEAR = 252
 # Above this annualised Sharpe an explicit "per-period" input is almost surely annualised.
 _MAX_PLAUSIBLE_ANNUAL_SHARPE = 10.0
 
@@ -103,18 +101,6 @@ def _numpy_types(*names: str) -> tuple[type, ...]:
     """The numpy scalar types ``names``; none when numpy is not imported (no value is one)."""
     np = sys.modules.get("numpy")
     return tuple(getattr(np, n) for n in names) if np is not None else ()
-
-
-def _finite(value: Any, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise InputError(
-            f"{name}={value!r} is not a number.", fix=f"pass {name} as a float."
-        ) from None
-    if not math.isfinite(out):
-        raise InputError(f"{name}={value!r} is not finite.", fix=f"pass a finite {name}.")
-    return out
 
 
 @dataclass(frozen=True)
@@ -149,7 +135,7 @@ def _sharpe_per_period(
     check: bool = True,
 ) -> float:
     """Convert a Sharpe (power 1) or a variance of Sharpes (power 2) to per-period units."""
-    x = _finite(value, name)
+    x = finite_float(value, name)
     if units == "annualized":
         return x / annualization ** (power / 2)
     if units != "per_period":
@@ -217,7 +203,7 @@ def _resolve(
             fix="pass the returns, or the per-period sr, n_obs, skew and RAW kurtosis "
             "(skew=0, kurtosis=3 to assume normal returns).",
         )
-    g3, g4 = _finite(skew, "skew"), _finite(kurtosis, "kurtosis")
+    g3, g4 = finite_float(skew, "skew"), finite_float(kurtosis, "kurtosis")
     if g4 < 1.0 + g3 * g3:
         # Any distribution has kurtosis >= 1 + skew^2; failing it usually means excess kurtosis.
         raise InputError(
@@ -326,7 +312,7 @@ def min_track_record_length(
         InputError: the Sharpe does not exceed the benchmark (no length is enough), or bad inputs.
     """
     ann = _check_annualization(annualization)
-    conf = _finite(confidence, "confidence")
+    conf = finite_float(confidence, "confidence")
     if not 0.0 < conf < 1.0:
         raise InputError(f"confidence={conf!r} is not in (0, 1).", fix="use e.g. 0.95.")
     m = _resolve(
@@ -388,7 +374,7 @@ def expected_max_sharpe(n_trials: float, var_trial_sharpes: float) -> float:
         InputError: N < 1 or a negative/non-finite variance.
     """
     n = _check_n_trials(n_trials)
-    v = _finite(var_trial_sharpes, "var_trial_sharpes")
+    v = finite_float(var_trial_sharpes, "var_trial_sharpes")
     if v < 0.0:
         raise InputError(
             f"var_trial_sharpes={v!r} is negative.", fix="pass the variance of the trial Sharpes."

@@ -417,22 +417,42 @@ def test_known_truth_power_and_false_positive_rate_over_seeds() -> None:
     assert fake_pass == 0
 
 
-def test_constants_and_helpers_repeated_here_equal_their_originals() -> None:
-    from quantdesk.quant_core import effective_trials, metrics, sharpe_inference
+def test_shared_conventions_are_one_object() -> None:
+    from quantdesk.quant_core import conventions, effective_trials, metrics, sharpe_inference
 
-    assert sharpe_inference.PERIODS_PER_YEAR == metrics.PERIODS_PER_YEAR
+    assert sharpe_inference.PERIODS_PER_YEAR is metrics.PERIODS_PER_YEAR
+    assert metrics.PERIODS_PER_YEAR == conventions.PERIODS_PER_YEAR == 252
     assert sharpe_inference._as_return_matrix is effective_trials._as_return_matrix
     assert (
         sharpe_inference.effective_number_of_trials is effective_trials.effective_number_of_trials
     )
-    for value in (1, 2.5, np.float32(0.25), "3", "x", None, float("nan"), float("inf"), [1]):
-        outcomes = []
-        for finite in (sharpe_inference._finite, effective_trials._finite):
-            try:
-                outcomes.append(finite(value, "v"))
-            except InputError as exc:
-                outcomes.append(str(exc))
-        assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1, 1.0), (2.5, 2.5), (np.float32(0.25), 0.25), ("3", 3.0)],
+)
+def test_finite_float_accepts_numbers(value: object, expected: float) -> None:
+    from quantdesk.quant_core.conventions import finite_float
+
+    assert finite_float(value, "v") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("x", "not a number"),
+        (None, "not a number"),
+        ([1], "not a number"),
+        (float("nan"), "not finite"),
+        (float("inf"), "not finite"),
+    ],
+)
+def test_finite_float_names_the_bad_value(value: object, message: str) -> None:
+    from quantdesk.quant_core.conventions import finite_float
+
+    with pytest.raises(InputError, match=f"v=.* is {message}"):
+        finite_float(value, "v")
 
 
 def test_statistics_alone_need_neither_numpy_nor_scipy() -> None:
