@@ -286,8 +286,9 @@ async def _chat(
 ) -> None:
     from quantdesk.agents.model import get_model
     from quantdesk.agents.research.chat import ChatSession
-    from quantdesk.agents.research.runtime import ToolThread, ingest_demo_filings
+    from quantdesk.agents.research.runtime import ToolThread
     from quantdesk.agents.research.sessions import SessionStore
+    from quantdesk.cli.research_command import add_sample_filings
 
     # One thread runs every tool call, as in `quantdesk research`: the filing index's SQLite
     # connections belong to the thread that opened them.
@@ -295,15 +296,7 @@ async def _chat(
     graph = {"tool_runner": tools}
     try:
         if sample_filings:
-            try:
-                ingested = tools.run(ingest_demo_filings)
-            except InputError as exc:  # an index of another embedding model: go on without
-                display.line(f"Filings: the sample filings were not added: {exc}")
-            else:
-                display.line(
-                    f"Filings: {ingested.documents} FICTIONAL sample filings of the demo "
-                    f"companies ({ingested.chunks} passages) are in the filing index."
-                )
+            display.line(add_sample_filings(tools))
         async with SessionStore.open() as store:
             if resume:
                 await store.info(resume)  # an unknown id fails before a model is built

@@ -40,11 +40,30 @@ from quantdesk.quant_core.errors import InputError
 
 if TYPE_CHECKING:
     from quantdesk.agents.research import ResearchOutcome
+    from quantdesk.agents.research.runtime import ToolThread
 
-__all__ = ["DEMO_QUESTION", "demo", "report_paths", "research_command"]
+__all__ = ["DEMO_QUESTION", "add_sample_filings", "demo", "report_paths", "research_command"]
 
 DEMO_QUESTION = "Is 12-1 cross-sectional momentum a real, tradable effect in the demo universe?"
 _T = TypeVar("_T")
+
+
+def add_sample_filings(tools: ToolThread) -> str:
+    """Add the FICTIONAL sample filings on the session's tool thread; say what happened.
+
+    An index folder built with another embedding model is reported, and the session goes on
+    without the sample filings.
+    """
+    from quantdesk.agents.research.runtime import ingest_demo_filings
+
+    try:
+        ingested = tools.run(ingest_demo_filings)
+    except InputError as exc:
+        return f"Filings: the sample filings were not added: {exc}"
+    return (
+        f"Filings: {ingested.documents} FICTIONAL sample filings of the demo companies "
+        f"({ingested.chunks} passages, {ingested.embedded} embedded now) are in the filing index."
+    )
 
 
 def _hints(data: Path | None, as_of: datetime | None) -> dict[str, Any]:
@@ -119,7 +138,7 @@ def _session(
     sample_filings: bool = False,
 ) -> None:
     from quantdesk.agents import get_model
-    from quantdesk.agents.research.runtime import ToolThread, arun_session, ingest_demo_filings
+    from quantdesk.agents.research.runtime import ToolThread, arun_session
 
     if data is not None:
         if not data.exists():
@@ -133,16 +152,7 @@ def _session(
     tools = ToolThread()
     try:
         if sample_filings:
-            try:
-                ingested = tools.run(ingest_demo_filings)
-            except InputError as exc:  # an index of another embedding model: go on without
-                click.echo(f"Filings: the sample filings were not added: {exc}")
-            else:
-                click.echo(
-                    f"Filings: {ingested.documents} FICTIONAL sample filings of the demo "
-                    f"companies ({ingested.chunks} passages, {ingested.embedded} embedded now) "
-                    "are in the filing index."
-                )
+            click.echo(add_sample_filings(tools))
         outcome = asyncio.run(
             arun_session(
                 text,
