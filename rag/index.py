@@ -12,9 +12,8 @@ To use a Chroma server instead of the embedded store, start one with
 
 Point in time: every search takes ``as_of``; each retriever keeps ``available_at <= as_of``
 (and the other filters) before choosing its top ``n``: BM25 through a row mask, the dense side
-through the same mask over an over-fetched neighbour list or a Chroma ``where`` clause
-(:mod:`quantdesk.rag.dense_search`). So ``k`` results come back whenever ``k`` eligible chunks
-exist, and the fused results are checked once more before they are returned.
+through the same mask (:mod:`quantdesk.rag.dense_search`). So ``k`` results come back whenever
+``k`` eligible chunks exist; the fused results are checked once more before they are returned.
 
 Ingestion is idempotent: a chunk whose id and content hash are already stored is skipped
 without embedding; changed chunks are re-embedded (from the embedding cache when the text is
@@ -392,6 +391,7 @@ class FilingIndex:
             n,
             where=chunk_filter.chroma_where(),
             eligible=chunk_filter.mask(columns),
+            chunk_ids=columns["chunk_id"],
             rows=rows,
         )
 
