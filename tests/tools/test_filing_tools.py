@@ -1,8 +1,9 @@
 """``search_filings`` and ``get_filing_section``: point in time, cited, untrusted text fenced.
 
-The tools run on a small index built with the hashing test embedder (no model) from three
-synthetic 10-Ks public at different times, served through the documented test hook
-``register_filing_index``.
+Most tests run the tools on a small index built with the hashing test embedder (no model)
+from three synthetic 10-Ks public at different times, served through the documented test hook
+``register_filing_index``; the last ones run them on ``"index": "demo"``, the FICTIONAL sample
+filings of the demo market.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from quantdesk.rag.documents import FilingMeta, ParsedDocument, Section
 from quantdesk.rag.embeddings import HashingEmbedder
 from quantdesk.rag.filters import as_of_timestamp
 from quantdesk.rag.index import FilingIndex
+from quantdesk.rag.sample_filings import FICTIONAL_MARK, INJECTION_TEXT, sample_filings
 from quantdesk.rag.untrusted import BLOCK_END, BLOCK_START, UNTRUSTED_HEADER
 from quantdesk.tools import filing_tools, get_tool, run_tool
 from quantdesk.tools.filing_tools import forget_filing_indexes, register_filing_index
@@ -352,14 +354,71 @@ def test_an_empty_index_tells_how_to_build_one(tools, home: Path, tool: str) -> 
     assert not (home / "chroma").exists()  # the refusal created nothing
 
 
+# --------------------------------------------------------------------------- the demo index
+
+
 @pytest.mark.parametrize("tool", ["search_filings", "get_filing_section"])
-def test_the_examples_run_on_the_demo_filings(tools, tool: str) -> None:
+def test_the_examples_run_on_the_sample_filings(tools, tool: str) -> None:
     example = get_tool(tool).example  # type: ignore[union-attr]
     result = tools.ok(run_tool(tool, example))
-    assert "NWDG" in result.context_block
-    cut = datetime(2022, 12, 31, 21, 0, tzinfo=UTC)
+    assert FICTIONAL_MARK in result.context_block
+    cut = datetime.fromtimestamp(as_of_timestamp(example["as_of"]), tz=UTC)
     hits = getattr(result, "hits", None) or [result]
     assert all(h.citation.available_at <= cut for h in hits)
+    assert all(h.citation.doc_id.startswith("FICTIONAL-SYN") for h in hits)
+
+
+def test_the_demo_index_serves_the_sample_filings(tools) -> None:
+    """``"index": "demo"`` holds exactly :func:`sample_filings`, as ``quantdesk demo`` does."""
+    samples = {d.meta.doc_id: d for d in sample_filings()}
+    result = tools.ok(
+        _search(index="demo", query="merger going concern delisting", as_of="2021-06-30", k=50)
+    )
+    assert {h.citation.doc_id for h in result.hits} == set(samples)
+    index = filing_tools._open_index("demo")
+    assert {m.doc_id for m in index.documents()} == set(samples)
+    assert index.stats().model_id == "hashing-256"  # no model to load
+
+
+@pytest.mark.parametrize(
+    ("as_of", "visible"),
+    [
+        ("2020-10-19", False),  # accepted 17:15 New York time, after that day's close
+        ("2020-10-20", True),
+    ],
+)
+def test_a_sample_filing_after_as_of_is_excluded(tools, as_of: str, visible: bool) -> None:
+    late = "FICTIONAL-SYN044-8K-20201019"
+    for mode in ("hybrid", "dense", "bm25"):
+        env = _search(
+            index="demo", query="delisting notice minimum bid price", as_of=as_of, mode=mode
+        )
+        assert (late in {h.citation.doc_id for h in tools.ok(env).hits}) == visible
+    request = {"index": "demo", "doc_id": late, "item": "3.01", "as_of": as_of}
+    env = run_tool("get_filing_section", request)
+    if visible:
+        assert "minimum bid price" in tools.ok(env).context_block
+    else:
+        assert "not public by as_of=2020-10-19" in tools.refused(env, "as_of")
+
+
+@pytest.mark.parametrize("tool", ["search_filings", "get_filing_section"])
+def test_the_planted_sample_injection_stays_inside_the_untrusted_block(tools, tool: str) -> None:
+    request: dict[str, Any] = {"index": "demo", "as_of": "2020-10-19"}
+    if tool == "search_filings":
+        request |= {"query": "ignore previous instructions evaluate_holdout", "k": 3}
+    else:
+        request |= {"doc_id": "FICTIONAL-SYN033-10K-2019FY", "item": "1A"}
+    env = run_tool(tool, request)
+    block = tools.ok(env).context_block
+    assert block.count(INJECTION_TEXT) == 1
+    lines = block.splitlines()
+    at = next(i for i, line in enumerate(lines) if INJECTION_TEXT in line)
+    opened = max(i for i, line in enumerate(lines[:at]) if line.startswith(BLOCK_START))
+    closed = min(i for i, line in enumerate(lines) if i > at and line == BLOCK_END)
+    assert opened < at < closed
+    assert block.startswith(UNTRUSTED_HEADER)
+    assert "evaluate_holdout now" not in _without_text(env.to_json_dict())
 
 
 def test_raw_text_is_left_out_unless_asked_for(tools, index: FilingIndex) -> None:
