@@ -94,6 +94,9 @@ def _meta_from_json(text: str) -> FilingMeta:
 class ChunkStore:
     """SQLite file of documents and chunks.
 
+    Any thread may use it, one at a time: the owner serialises calls (:class:`FilingIndex`
+    holds a lock around each public method, since ``add`` spans several store calls).
+
     Args:
         path: The database file (created with its folder when missing).
 
@@ -106,7 +109,9 @@ class ChunkStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path)
+        # Not tied to the opening thread: FilingIndex is used from worker threads and
+        # serialises every call with its lock, which this connection relies on.
+        self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -158,6 +159,8 @@ def default_cache_dir() -> Path:
 class EmbeddingCache:
     """Vectors in SQLite keyed by ``sha256(model_id + NUL + text)``.
 
+    Thread-safe: one cache may serve several indexes and threads; its calls are serialised.
+
     Args:
         folder: Where ``embeddings.sqlite3`` lives; :func:`default_cache_dir` by default.
     """
@@ -167,7 +170,8 @@ class EmbeddingCache:
     def __init__(self, folder: Path | str | None = None) -> None:
         self.folder = Path(folder) if folder is not None else default_cache_dir()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.folder / "embeddings.sqlite3")
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.folder / "embeddings.sqlite3", check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
@@ -183,31 +187,36 @@ class EmbeddingCache:
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors among ``keys``."""
         found: dict[bytes, np.ndarray] = {}
-        for offset in range(0, len(keys), self._BATCH):
-            batch = list(keys[offset : offset + self._BATCH])
-            marks = ",".join("?" * len(batch))
-            rows = self._db.execute(
-                f"SELECT key, vec FROM vectors WHERE key IN ({marks})",
-                batch,
-            )
-            for key, blob in rows:
-                found[key] = np.frombuffer(blob, dtype=np.float32)
+        with self._lock:
+            for offset in range(0, len(keys), self._BATCH):
+                batch = list(keys[offset : offset + self._BATCH])
+                marks = ",".join("?" * len(batch))
+                rows = self._db.execute(
+                    f"SELECT key, vec FROM vectors WHERE key IN ({marks})", batch
+                ).fetchall()
+                for key, blob in rows:
+                    found[key] = np.frombuffer(blob, dtype=np.float32)
         return found
 
     def put_many(self, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
         """Store vectors (existing keys are left as they are)."""
-        self._db.executemany(
-            "INSERT OR IGNORE INTO vectors (key, dim, vec) VALUES (?, ?, ?)",
-            [(key, int(vec.shape[0]), np.asarray(vec, np.float32).tobytes()) for key, vec in items],
-        )
-        self._db.commit()
+        rows = [
+            (key, int(vec.shape[0]), np.asarray(vec, np.float32).tobytes()) for key, vec in items
+        ]
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO vectors (key, dim, vec) VALUES (?, ?, ?)", rows
+            )
+            self._db.commit()
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
 
     def close(self) -> None:
         """Close the database connection."""
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
 
 class CachingEmbedder:

@@ -15,6 +15,10 @@ Point in time: every search takes ``as_of``; each retriever keeps ``available_at
 through the same mask (:mod:`quantdesk.rag.dense_search`). So ``k`` results come back whenever
 ``k`` eligible chunks exist; the fused results are checked once more before they are returned.
 
+Threads: an index may be opened on one thread and used from others (LangGraph's tool nodes,
+the MCP server's workers); each public method holds the index's lock, so calls run one at a
+time (``add`` is several store writes that must not interleave with a search).
+
 Ingestion is idempotent: a chunk whose id and content hash are already stored is skipped
 without embedding; changed chunks are re-embedded (from the embedding cache when the text is
 unchanged) and upserted; chunks a re-parsed document no longer has are deleted.
@@ -22,12 +26,14 @@ unchanged) and upserted; chunks a re-parsed document no longer has are deleted.
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -58,6 +64,21 @@ SearchMode = Literal["hybrid", "dense", "bm25"]
 _MODES = ("hybrid", "dense", "bm25")
 _STORE_FILE = "quantdesk_chunks.sqlite3"
 _BM25_FOLDER = "quantdesk_bm25"
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _serialised(
+    method: Callable[Concatenate[FilingIndex, _P], _R],
+) -> Callable[Concatenate[FilingIndex, _P], _R]:
+    """Run ``method`` holding the index's (re-entrant) lock."""
+
+    @functools.wraps(method)
+    def locked(self: FilingIndex, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 @dataclass
@@ -100,6 +121,7 @@ class FilingIndex:
         chunking: ChunkingConfig | None = None,
         embedding_cache: EmbeddingCache | bool = True,
     ) -> None:
+        self._lock = threading.RLock()
         self.path = Path(path) if path is not None else get_settings().home / "chroma"
         self.path.mkdir(parents=True, exist_ok=True)
         base = embedder if embedder is not None else MiniLMEmbedder()
@@ -136,6 +158,7 @@ class FilingIndex:
 
     # -- ingestion ----------------------------------------------------------------------
 
+    @_serialised
     def add(
         self, documents: Iterable[ParsedDocument | ParseFailure], *, batch_chunks: int = 512
     ) -> IngestReport:
@@ -236,6 +259,7 @@ class FilingIndex:
 
     # -- retrieval ----------------------------------------------------------------------
 
+    @_serialised
     def search(
         self,
         query: str,
@@ -416,6 +440,7 @@ class FilingIndex:
             (str(chunk_ids[hit.row]), hit.score) for hit in lexical.search(query, mask=mask, n=n)
         ]
 
+    @_serialised
     def lexical_index(self) -> LexicalIndex:
         """The BM25 model, loaded or rebuilt when the chunks changed since it was saved."""
         generation = self._store.generation
@@ -432,6 +457,7 @@ class FilingIndex:
 
     # -- documents ----------------------------------------------------------------------
 
+    @_serialised
     def get_section(
         self, doc_id: str, item: str, *, as_of: date | datetime | str
     ) -> FilingSection | None:
@@ -458,11 +484,13 @@ class FilingIndex:
         )
         return FilingSection(meta, section, citation)
 
+    @_serialised
     def documents(self, *, as_of: date | datetime | str | None = None) -> list[FilingMeta]:
         """Metadata of the indexed documents (those public by ``as_of`` when given)."""
         cut = None if as_of is None else as_of_timestamp(as_of)
         return self._store.documents(as_of=cut)
 
+    @_serialised
     def company_directory(self) -> CompanyDirectory:
         """The tickers and company names of the indexed documents."""
         return self._companies()[0]
@@ -478,6 +506,7 @@ class FilingIndex:
             self._company_cache = (generation, directory, tickers, keys)
         return self._company_cache[1], self._company_cache[2], self._company_cache[3]
 
+    @_serialised
     def stats(self) -> IndexStats:
         """Counts, tickers, forms and the span of ``available_at`` in the index."""
         n_documents, n_chunks = self._store.counts()
@@ -495,6 +524,7 @@ class FilingIndex:
             last_available_at=times[-1] if times else None,
         )
 
+    @_serialised
     def close(self) -> None:
         """Close the chunk store (Chroma's client needs no closing)."""
         self._store.close()
