@@ -290,8 +290,8 @@ async def _chat(
     from quantdesk.agents.research.sessions import SessionStore
     from quantdesk.cli.research_command import add_sample_filings
 
-    # One thread runs every tool call, as in `quantdesk research`: the filing index's SQLite
-    # connections belong to the thread that opened them.
+    # One thread runs every tool call, as in `quantdesk research`, so calls run in order (the
+    # filing index itself works from any thread).
     tools = ToolThread()
     graph = {"tool_runner": tools}
     try:

@@ -3,9 +3,9 @@
 The CLI commands (``quantdesk research``, ``demo``, ``chat``), the tests and the graph benchmark
 all run sessions the same way:
 
-* :class:`ToolThread` runs every tool call of a session on one dedicated thread. The filing
-  index holds SQLite connections that only the thread which opened them may use, while
-  LangGraph runs the tools node on alternating worker threads.
+* :class:`ToolThread` runs every tool call of a session on one dedicated thread, one at a
+  time and in order. The filing index works from any thread (it serialises its own calls),
+  so this is for ordering, not for the index's SQLite connections.
 * :func:`arun_session` runs (or resumes) a session on the checkpointer of
   ``QUANTDESK_HOME/sessions.sqlite``
   (:func:`~quantdesk.agents.research.sessions.session_checkpointer`).
@@ -37,7 +37,7 @@ class ToolThread:
     """Runs a session's tool calls, one at a time, on one thread of its own.
 
     Use it as the graph's ``tool_runner``; :meth:`run` runs other work (the demo's filing
-    ingestion) on the same thread, so an index opened there is usable by the filing tools.
+    ingestion) on the same thread, so it never overlaps a tool call.
     """
 
     def __init__(self) -> None:
@@ -61,7 +61,7 @@ class ToolThread:
 def ingest_demo_filings() -> IngestReport:
     """Add the fictional sample filings to the default filing index and serve it to the tools.
 
-    Run it on the session's tool thread (:meth:`ToolThread.run`).
+    Any thread may run it; the CLI runs it on the session's tool thread (:meth:`ToolThread.run`).
 
     Raises:
         InputError: the index folder was built with another embedding model.
