@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -34,7 +35,7 @@ from langgraph.types import Command, Durability
 
 from quantdesk.agents.model import Model, get_model
 from quantdesk.agents.research.nodes import HoldoutMode, ResearchNodes, ToolRunner
-from quantdesk.agents.research.state import DecisionKind, RiskLimits
+from quantdesk.agents.research.state import DecisionKind, RiskLimits, conversation
 from quantdesk.agents.research.turns import SessionState
 from quantdesk.quant_core.errors import InputError
 from quantdesk.quant_core.research_context import ResearchContext, resolve_context
@@ -158,16 +159,41 @@ def build_research_graph(
         stream=stream,
     )
     builder = StateGraph(SessionState)
-    builder.add_node("plan", nodes.plan)
-    builder.add_node("researcher", nodes.researcher)
-    builder.add_node("tools", nodes.tools_node)
-    builder.add_node("critic", nodes.critic)
-    builder.add_node("risk", nodes.risk)
-    builder.add_node("decide", nodes.decide)
-    builder.add_node("holdout", nodes.holdout)
-    builder.add_node("report", nodes.report)
+    for name, method in _NODE_METHODS.items():
+        builder.add_node(name, _node(nodes, method))
     builder.add_edge(START, "plan")
     return builder.compile(checkpointer=checkpointer)
+
+
+# Graph node -> ResearchNodes method, and the Command type each returns (where it may go).
+_NODE_METHODS = {
+    "plan": "plan",
+    "researcher": "researcher",
+    "tools": "tools_node",
+    "critic": "critic",
+    "risk": "risk",
+    "decide": "decide",
+    "holdout": "holdout",
+    "report": "report",
+}
+_RETURNS = {m: get_type_hints(getattr(ResearchNodes, m))["return"] for m in _NODE_METHODS.values()}
+
+
+def _node(nodes: ResearchNodes, method: str) -> Callable[[SessionState], Awaitable[Any]]:
+    """``nodes.<method>`` as a graph node.
+
+    LangGraph reads a node's state schema and its possible next nodes from the function's
+    type hints, and scans the function's bytecode for subgraphs at every compile. Given the
+    methods themselves, that scanned their whole bodies and evaluated their string hints,
+    ~3 ms per session; this wrapper has a few instructions and hints resolved at import.
+    """
+    bound = getattr(nodes, method)
+
+    async def node(state: SessionState) -> Any:
+        return await bound(state)
+
+    node.__annotations__ = {"state": SessionState, "return": _RETURNS[method]}
+    return node
 
 
 def context_state(context: ResearchContext | str | None) -> dict[str, Any]:
@@ -187,6 +213,8 @@ def context_state(context: ResearchContext | str | None) -> dict[str, Any]:
 def _outcome(thread_id: str, result: dict[str, Any]) -> ResearchOutcome:
     interrupts = result.get("__interrupt__") or ()
     state = {k: v for k, v in result.items() if k != "__interrupt__"}
+    if "messages" in state:  # the tool results' text, as the model read it
+        state["messages"] = conversation(state)  # type: ignore[arg-type]
     decision = (state.get("decision") or {}).get("kind")
     log = [
         {

@@ -10,6 +10,9 @@ Tool calls never run inside the researcher, critic or risk nodes: those nodes qu
 checkpoint before the next starts. A call whose id is already in ``done_call_ids`` is skipped,
 which is what keeps a session resumed after a crash from repeating a call.
 
+Every node is a coroutine: LangGraph runs a plain function on a worker thread, a hand-off
+each way per step, and no node blocks (the tools node awaits the tool runner's thread).
+
 Follow-up questions (chat) open a new turn in ``plan``; nodes write progress events to
 LangGraph's custom stream. Both are described in :mod:`quantdesk.agents.research.turns`.
 Nodes annotate their state as :class:`~quantdesk.agents.research.turns.SessionState`: LangGraph
@@ -19,7 +22,7 @@ hands a node only the keys of the schema its ``state`` parameter names, and the 
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -35,6 +38,8 @@ from quantdesk.agents.research.state import (
     ResearchState,
     RiskLimits,
     ToolLogEntry,
+    conversation,
+    not_offered,
     primary_trial,
 )
 from quantdesk.agents.research.turns import (
@@ -52,32 +57,11 @@ __all__ = ["HoldoutMode", "ResearchNodes", "ToolRunner", "is_offline"]
 
 ToolRunner = Callable[[str, dict[str, Any]], Envelope[Any]]
 HoldoutMode = Literal["skip", "ask", "run"]
-_MAX_RESULT_CHARS = 60_000
 
 
 def is_offline(model: Model) -> bool:
     """Whether ``model`` is the rule-driven offline policy."""
     return model.model_id.split(":", 1)[0] == "offline"
-
-
-def _not_offered(name: str, offered: list[str]) -> dict[str, Any]:
-    return {
-        "ok": False,
-        "tool": name,
-        "result": None,
-        "warnings": [],
-        "guardrails": [],
-        "provenance": {"tool": name},
-        "error": {
-            "kind": "bad_input",
-            "field": None,
-            "guardrail": None,
-            "message": f"Tool {name!r} is not offered in this research session.",
-            "fix": f"call one of: {', '.join(offered)}.",
-            "retryable": False,
-        },
-        "timings": {},
-    }
 
 
 class ResearchNodes:
@@ -117,14 +101,8 @@ class ResearchNodes:
         self.critic_model = critic_model or model
         self.use_rules = critic == "rules" or (critic == "auto" and is_offline(self.critic_model))
         self.tools = tools
-        self.tool_defs = [
-            ToolDefinition(
-                name=name,
-                description=get_tool(name).summary,
-                input_schema=get_tool(name).input_schema(),
-            )
-            for name in tools
-        ]
+        self._tool_defs: list[ToolDefinition] | None = None
+        self._texts: dict[str, tuple[dict[str, Any], str]] = {}  # tool results as JSON text
         self.tool_runner = tool_runner
         self.rounds = rounds
         self.max_steps = max_steps
@@ -132,9 +110,28 @@ class ResearchNodes:
         self.holdout_mode = holdout_mode
         self.stream = stream
 
+    @property
+    def tool_defs(self) -> list[ToolDefinition]:
+        """The offered tools as the researcher's model is shown them (built on first use).
+
+        The offline policy reads only the names (``OfflineModel.decide``): its requests
+        carry no JSON schemas, which cost a few milliseconds per tool in a new process.
+        """
+        if self._tool_defs is None:
+            schemas = not is_offline(self.model)
+            self._tool_defs = [
+                ToolDefinition(
+                    name=name,
+                    description=get_tool(name).summary,
+                    **({"input_schema": get_tool(name).input_schema()} if schemas else {}),
+                )
+                for name in self.tools
+            ]
+        return self._tool_defs
+
     # ------------------------------------------------------------------ plan and researcher
 
-    def plan(self, state: SessionState) -> Command[Literal["researcher"]]:
+    async def plan(self, state: SessionState) -> Command[Literal["researcher"]]:
         """Seed the conversation (system prompt with the context, the question).
 
         On a thread that already has a conversation, the question is a follow-up: it is
@@ -187,7 +184,8 @@ class ResearchNodes:
                 ),
             )
         request = ModelRequest(
-            messages=[Message.model_validate(m) for m in messages], tools=self.tool_defs
+            messages=[Message.model_validate(m) for m in conversation(state, self._texts)],
+            tools=self.tool_defs,
         )
         if self.stream:
             response = await stream_response(self.model, request, node="researcher")
@@ -240,16 +238,24 @@ class ResearchNodes:
 
     # ------------------------------------------------------------------ tools
 
-    def _run(self, call: dict[str, Any], state: ResearchState) -> ToolLogEntry:
+    async def _call(self, name: str, arguments: dict[str, Any]) -> Envelope[Any]:
+        # A runner with a thread of its own (ToolThread.acall) is awaited directly; any other
+        # runs on a worker thread, as LangGraph would run a blocking node.
+        acall = getattr(self.tool_runner, "acall", None)
+        if acall is not None:
+            return await acall(name, arguments)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self.tool_runner, name, arguments)
+
+    async def _run(self, call: dict[str, Any], state: ResearchState) -> ToolLogEntry:
         name, arguments = call["name"], dict(call["arguments"])
         context_id = state["context"].get("id")
         if name not in self.tools:
-            envelope = _not_offered(name, self.tools)
+            envelope = not_offered(name, self.tools)
         else:
             # Pin every call to the session's context, so its trials count where they belong.
             if context_id and "context" not in arguments:
                 arguments["context"] = context_id
-            envelope = self.tool_runner(name, arguments).to_json_dict()
+            envelope = (await self._call(name, arguments)).to_json_dict()
         return ToolLogEntry(
             id=call["id"],
             name=name,
@@ -260,7 +266,7 @@ class ResearchNodes:
             envelope=envelope,
         )
 
-    def tools_node(
+    async def tools_node(
         self, state: SessionState
     ) -> Command[Literal["tools", "researcher", "critic", "risk", "holdout"]]:
         """Run the next pending call (unless it already ran), then continue or hand back."""
@@ -279,7 +285,7 @@ class ResearchNodes:
                 arguments=call["arguments"],
             )
             tick = time.perf_counter()
-            entry = self._run(call, state)
+            entry = await self._run(call, state)
             emit(
                 "tool_finished",
                 id=entry["id"],
@@ -303,22 +309,21 @@ class ResearchNodes:
     def _with_results(
         messages: list[dict[str, Any]], log: list[ToolLogEntry]
     ) -> list[dict[str, Any]]:
-        """Answer the last assistant turn's tool calls with one tool message."""
+        """Answer the last assistant turn's tool calls with one tool message.
+
+        The results' text stays empty: it is each call's envelope, already in ``tool_log``
+        (see :func:`~quantdesk.agents.research.state.conversation`).
+        """
         by_id = {entry["id"]: entry for entry in log}
-        results = []
-        for call in messages[-1].get("tool_calls", []):
-            entry = by_id[call["id"]]
-            content = json.dumps(entry["envelope"], sort_keys=True)
-            if len(content) > _MAX_RESULT_CHARS:
-                content = content[:_MAX_RESULT_CHARS] + " ...(truncated)"
-            results.append(
-                ToolResult(
-                    tool_call_id=entry["id"],
-                    name=entry["name"],
-                    content=content,
-                    is_error=not entry["ok"],
-                )
+        results = [
+            ToolResult(
+                tool_call_id=by_id[call["id"]]["id"],
+                name=by_id[call["id"]]["name"],
+                content="",
+                is_error=not by_id[call["id"]]["ok"],
             )
+            for call in messages[-1].get("tool_calls", [])
+        ]
         tool_message = Message(role="tool", tool_results=results)
         return [*messages, tool_message.model_dump(mode="json")]
 
@@ -377,7 +382,7 @@ class ResearchNodes:
 
     # ------------------------------------------------------------------ risk, decision, holdout
 
-    def risk(self, state: SessionState) -> Command[Literal["tools", "decide"]]:
+    async def risk(self, state: SessionState) -> Command[Literal["tools", "decide"]]:
         """Assess the primary trial's risk report (asking for one if needed); may veto."""
         emit("node", node="risk", round=state.get("round", 0))
         primary = primary_trial(turn_view(state))
@@ -411,13 +416,13 @@ class ResearchNodes:
             update={"risk_findings": rules.risk_assessment(reports[-1], self.risk_limits)},
         )
 
-    def decide(self, state: SessionState) -> Command[Literal["holdout", "report"]]:
+    async def decide(self, state: SessionState) -> Command[Literal["holdout", "report"]]:
         """Apply the decision rule (see :func:`rules.decide`) to this turn's evidence."""
         emit("node", node="decide", round=state.get("round", 0))
         decision = rules.decide(turn_view(state))
         return Command(goto="holdout", update={"decision": decision})
 
-    def holdout(self, state: SessionState) -> Command[Literal["tools", "report"]]:
+    async def holdout(self, state: SessionState) -> Command[Literal["tools", "report"]]:
         """Evaluate the accepted hypothesis on the holdout: once, and with approval if asked."""
         emit("node", node="holdout", round=state.get("round", 0))
         status = dict(state.get("holdout") or {})
@@ -485,7 +490,7 @@ class ResearchNodes:
             update={"pending_calls": [call], "holdout": {"status": "approved", "call_id": call_id}},
         )
 
-    def report(self, state: SessionState) -> Command[Literal["__end__"]]:
+    async def report(self, state: SessionState) -> Command[Literal["__end__"]]:
         """Write the markdown report and the citation index."""
         emit("node", node="report", round=state.get("round", 0))
         citations = {e["id"]: e["name"] for e in state.get("tool_log", [])}

@@ -16,6 +16,7 @@ all run sessions the same way:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,20 +39,39 @@ class ToolThread:
 
     Use it as the graph's ``tool_runner``; :meth:`run` runs other work (the demo's filing
     ingestion) on the same thread, so it never overlaps a tool call.
+
+    Args:
+        tool: What a tool call runs, ``tool(name, payload) -> Envelope``; default
+            ``quantdesk.tools.run_tool`` (the benchmark passes a timed one).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tool: Callable[[str, dict[str, Any]], Envelope[Any]] | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantdesk-tools")
+        self._tool = tool
+
+    def _tool_function(self) -> Callable[[str, dict[str, Any]], Envelope[Any]]:
+        if self._tool is None:
+            from quantdesk.tools import run_tool
+
+            self._tool = run_tool
+        return self._tool
 
     def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run ``fn(*args)`` on the tool thread and return its result."""
         return self._pool.submit(fn, *args).result()
 
     def __call__(self, name: str, payload: dict[str, Any]) -> Envelope[Any]:
-        """Run one tool call (``quantdesk.tools.run_tool``) on the tool thread."""
-        from quantdesk.tools import run_tool
+        """Run one tool call on the tool thread (blocking the caller)."""
+        return self.run(self._tool_function(), name, payload)
 
-        return self.run(run_tool, name, payload)
+    async def acall(self, name: str, payload: dict[str, Any]) -> Envelope[Any]:
+        """Run one tool call on the tool thread, awaited without blocking a thread.
+
+        The graph's tools node awaits this when it is the session's runner: the event loop
+        waits on the tool thread itself instead of parking a worker thread on it.
+        """
+        future = self._pool.submit(self._tool_function(), name, payload)
+        return await asyncio.wrap_future(future)
 
     def close(self) -> None:
         """Stop the thread (after the running call, if any)."""

@@ -8,11 +8,15 @@ returns the full new list keeps each update easy to audit.
 The tool call log is the spine of the state. Every tool call (by the researcher, the critic,
 the risk node or the holdout step) is one :class:`ToolLogEntry` under the call's id; reports
 cite those ids, and ``done_call_ids`` is what makes a resumed session skip calls that already
-ran before a crash.
+ran before a crash. The conversation refers to it rather than copying it: a tool result in
+``messages`` has an empty ``content``, and :func:`conversation` fills in the call's envelope
+when the conversation goes to a model or leaves the graph. Every checkpoint serialises the
+whole state, so a second copy of each envelope (as JSON text) made every write larger.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,13 +30,17 @@ __all__ = [
     "ResearchState",
     "RiskLimits",
     "ToolLogEntry",
+    "conversation",
+    "not_offered",
     "primary_trial",
+    "result_content",
 ]
 
 DecisionKind = Literal["accept", "reject", "needs-more-evidence"]
 CallOrigin = Literal["researcher", "critic", "risk", "holdout"]
 
 _FORBID = ConfigDict(extra="forbid")
+_MAX_RESULT_CHARS = 60_000
 
 
 class ToolLogEntry(TypedDict):
@@ -64,7 +72,9 @@ class ResearchState(TypedDict, total=False):
         question: The person's question, verbatim.
         context: The research context: ``id``, ``name``, ``as_of``, ``holdout_start``,
             ``holdout_end``, ``trial_budget`` (ISO dates or ``None``).
-        messages: The researcher's conversation (``Message.model_dump(mode="json")``).
+        messages: The researcher's conversation (``Message.model_dump(mode="json")``); tool
+            results with an empty ``content`` stand for their call's envelope in ``tool_log``
+            (:func:`conversation`; sessions saved before that carry the text).
         pending_calls: Tool calls waiting to run, in order: ``{"id", "name", "arguments",
             "origin"}``; the tools node runs one per step so each is checkpointed.
         tool_log: Every executed call (:class:`ToolLogEntry`), in order.
@@ -194,3 +204,72 @@ def primary_trial(state: ResearchState) -> ToolLogEntry | None:
 def _trial_id(entry: ToolLogEntry) -> str | None:
     trial = (entry["envelope"].get("result") or {}).get("trial") or {}
     return trial.get("trial_id")
+
+
+def result_content(entry: ToolLogEntry) -> str:
+    """A call's result as a model reads it: the envelope as JSON with sorted keys.
+
+    Longer than 60,000 characters, it is cut there and marked ``...(truncated)``.
+    """
+    content = json.dumps(entry["envelope"], sort_keys=True)
+    if len(content) > _MAX_RESULT_CHARS:
+        content = content[:_MAX_RESULT_CHARS] + " ...(truncated)"
+    return content
+
+
+def conversation(
+    state: ResearchState, texts: dict[str, tuple[dict[str, Any], str]] | None = None
+) -> list[dict[str, Any]]:
+    """``messages`` with the text of every tool result filled in from ``tool_log``.
+
+    Args:
+        state: The session state.
+        texts: A cache of :func:`result_content` by call id, kept across calls by the
+            caller; an entry is reused only for the very envelope object it was made from.
+
+    Returns:
+        The messages as ``Message.model_dump(mode="json")`` data (new dicts where filled in).
+    """
+    log: dict[str, ToolLogEntry] | None = None
+    filled: list[dict[str, Any]] = []
+    for message in state.get("messages", []):
+        results = message.get("tool_results") or []
+        if all(result.get("content") for result in results):
+            filled.append(message)
+            continue
+        if log is None:
+            log = {entry["id"]: entry for entry in state.get("tool_log", [])}
+        answered = []
+        for result in results:
+            entry = log.get(result["tool_call_id"])
+            if not result.get("content") and entry is not None:
+                cached = texts.get(entry["id"]) if texts is not None else None
+                if cached is None or cached[0] is not entry["envelope"]:
+                    cached = (entry["envelope"], result_content(entry))
+                    if texts is not None:
+                        texts[entry["id"]] = cached
+                result = {**result, "content": cached[1]}
+            answered.append(result)
+        filled.append({**message, "tool_results": answered})
+    return filled
+
+
+def not_offered(name: str, offered: list[str]) -> dict[str, Any]:
+    """The envelope logged for a call of a tool the session does not offer (not run)."""
+    return {
+        "ok": False,
+        "tool": name,
+        "result": None,
+        "warnings": [],
+        "guardrails": [],
+        "provenance": {"tool": name},
+        "error": {
+            "kind": "bad_input",
+            "field": None,
+            "guardrail": None,
+            "message": f"Tool {name!r} is not offered in this research session.",
+            "fix": f"call one of: {', '.join(offered)}.",
+            "retryable": False,
+        },
+        "timings": {},
+    }

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from quantdesk.agents.messages import Message, ModelRequest, ToolCall
+from quantdesk.agents.messages import Message, ModelRequest, ToolCall, ToolResult
 from quantdesk.agents.offline_model import OfflineModel
 from quantdesk.agents.research import build_research_graph, run_research
+from quantdesk.agents.research.graph import DEFAULT_TOOLS
+from quantdesk.agents.research.runtime import ToolThread
+from quantdesk.agents.research.state import conversation, result_content
 from quantdesk.agents.testing import FunctionModel
 from quantdesk.quant_core.research_context import create_context
-from quantdesk.tools import run_tool
+from quantdesk.tools import get_tool, run_tool
 
 DEMO = {"kind": "demo", "seed": 7}
 MOMENTUM = "Is there 12-1 momentum in the demo market as of 2019-12-31?"
@@ -180,3 +184,118 @@ def test_graph_options_are_checked() -> None:
 
     with pytest.raises(InputError, match="Unknown tool"):
         build_research_graph(OfflineModel(), tools=["no_such_tool"])
+
+
+FETCH = {"source": DEMO, "as_of": "2019-12-31", "preview_rows": 2}
+
+
+def test_checkpoints_hold_each_tool_result_once_and_the_model_reads_it_whole() -> None:
+    model = _scripted("fetch_prices", FETCH)
+    saver = InMemorySaver()
+    outcome = run_research("prices", model=model, critic="rules", thread_id="t", checkpointer=saver)
+    (entry,) = outcome.state["tool_log"]
+    assert entry["ok"]
+    text = json.dumps(entry["envelope"], sort_keys=True)
+    # the model's second request answers its call with the whole envelope, as JSON text
+    (answer,) = [r for m in model.requests[1].messages for r in m.tool_results]
+    assert (answer.tool_call_id, answer.content, answer.is_error) == ("leak_1", text, False)
+    # the checkpoint keeps the envelope in the tool log only; the outcome fills the text in
+    stored = saver.get_tuple({"configurable": {"thread_id": "t"}})
+    assert stored is not None
+    values = stored.checkpoint["channel_values"]
+    (kept,) = [r for m in values["messages"] for r in m["tool_results"]]
+    assert kept["content"] == ""
+    assert values["tool_log"][0]["envelope"] == entry["envelope"]
+    (filled,) = [r for m in outcome.state["messages"] for r in m["tool_results"]]
+    assert filled == {**kept, "content": text}
+    # a language model is shown each tool's JSON schema
+    schemas = {t.name: t.input_schema for t in model.requests[0].tools}
+    assert schemas["fetch_prices"] == get_tool("fetch_prices").input_schema()
+
+
+class _RecordingOffline(OfflineModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[ModelRequest] = []
+
+    async def request(self, req: ModelRequest) -> Any:
+        self.requests.append(req)
+        return await super().request(req)
+
+
+def test_the_offline_policy_is_offered_names_without_schemas() -> None:
+    model = _RecordingOffline()
+    assert run_research(MOMENTUM, model=model).decision == "accept"
+    offered = [t.name for t in model.requests[0].tools]
+    assert offered == [t for t in DEFAULT_TOOLS if get_tool(t) is not None]
+    assert all(t.input_schema == {"type": "object"} for t in model.requests[0].tools)
+    assert all(t.description == get_tool(t.name).summary for t in model.requests[0].tools)
+
+
+def test_conversation_fills_in_results_from_the_log_and_keeps_saved_text() -> None:
+    def entry(call_id: str, envelope: dict[str, Any]) -> dict[str, Any]:
+        return {"id": call_id, "name": "t", "arguments": {}, "origin": "researcher", "round": 0,
+                "ok": True, "envelope": envelope}  # fmt: skip
+
+    def tool_message(*results: tuple[str, str]) -> dict[str, Any]:
+        return Message(
+            role="tool",
+            tool_results=[ToolResult(tool_call_id=i, name="t", content=c) for i, c in results],
+        ).model_dump(mode="json")
+
+    user = Message(role="user", content="q").model_dump(mode="json")
+    saved = tool_message(("a", '{"saved": "text"}'))  # a session saved with the text in state
+    state: dict[str, Any] = {
+        "messages": [user, saved, tool_message(("b", ""))],
+        "tool_log": [entry("a", {"ok": True, "x": 1}), entry("b", {"ok": True, "y": [2, 3]})],
+    }
+    texts: dict[str, Any] = {}
+    filled = conversation(state, texts)  # type: ignore[arg-type]
+    assert filled[:2] == [user, saved]
+    assert filled[2]["tool_results"][0]["content"] == '{"ok": true, "y": [2, 3]}'
+    assert state["messages"][2]["tool_results"][0]["content"] == ""  # the state is not changed
+    # the cache answers for the very same envelope only: another session reusing the call id
+    # (the offline policy's ids repeat across sessions) gets its own text
+    other = {**state, "tool_log": [entry("b", {"ok": False})]}
+    assert conversation(other, texts)[2]["tool_results"][0]["content"] == '{"ok": false}'
+    big = {**state, "tool_log": [entry("b", {"blob": "x" * 70_000})]}
+    content = conversation(big)[2]["tool_results"][0]["content"]
+    assert content == result_content(big["tool_log"][0])
+    assert len(content) == 60_000 + len(" ...(truncated)")
+    assert content.endswith(" ...(truncated)")
+
+
+def test_tool_calls_run_on_the_tool_thread_and_the_graph_keeps_its_edges() -> None:
+    threads: list[str] = []
+
+    def tool(name: str, payload: dict[str, Any]) -> Any:
+        threads.append(threading.current_thread().name)
+        return run_tool(name, payload)
+
+    runner = ToolThread(tool)
+    try:
+        outcome = run_research(
+            "prices", model=_scripted("fetch_prices", FETCH), critic="rules", tool_runner=runner
+        )
+    finally:
+        runner.close()
+    assert outcome.state["tool_log"][0]["ok"]
+    assert len(threads) == 1
+    assert threads[0].startswith("quantdesk-tools")
+    # each node's possible next nodes come from its Command return type
+    edges = {(e.source, e.target) for e in build_research_graph(OfflineModel()).get_graph().edges}
+    assert edges == {
+        ("__start__", "plan"),
+        ("plan", "researcher"),
+        ("researcher", "tools"),
+        ("researcher", "critic"),
+        *(("tools", n) for n in ("tools", "researcher", "critic", "risk", "holdout")),
+        *(("critic", n) for n in ("tools", "researcher", "risk")),
+        ("risk", "tools"),
+        ("risk", "decide"),
+        ("decide", "holdout"),
+        ("decide", "report"),
+        ("holdout", "tools"),
+        ("holdout", "report"),
+        ("report", "__end__"),
+    }
