@@ -22,7 +22,10 @@ market's last date, 2020-10-19, was read off the seeded market):
   the held names leaves out.
 
 The texts are short (one retrievable passage per section, 14 in all), so embedding them with
-MiniLM takes a couple of seconds once and nothing on later runs (the embedding cache).
+MiniLM takes a couple of seconds once and nothing on later runs (the embedding cache). The
+filing tools' ``"index": "demo"`` serves the same documents, embedded with the hashing test
+embedder (no model), and the search-filings skill's examples run on them: this is the only
+made-up corpus a user meets.
 """
 
 from __future__ import annotations
