@@ -20,6 +20,11 @@ def financebench_command(
         "time on 2 cores, cached after) or cited (only the documents the questions cite).",
     ),
     max_questions: int | None = typer.Option(None, min=1, help="Score only the first N."),
+    rewrite: bool = typer.Option(
+        True,
+        help="Let the index rewrite each question (instructions dropped, line items of named "
+        "metrics added); --no-rewrite scores the raw questions.",
+    ),
 ) -> None:
     """Page recall@k and MRR of dense, BM25 and hybrid retrieval on FinanceBench (dev set)."""
     from quantdesk.evals.financebench import run_financebench
@@ -30,6 +35,7 @@ def financebench_command(
     report = run_financebench(
         documents=documents,  # type: ignore[arg-type]
         max_questions=max_questions,
+        rewrite=rewrite,
         progress=lambda line: click.echo(line, err=True),
     )
     echo_markdown(report.to_markdown())

@@ -146,6 +146,11 @@ def search_command(
     k: int = typer.Option(5, "-k", min=1, max=100, help="Number of passages."),
     mode: str = typer.Option("hybrid", help="hybrid | dense | bm25."),
     infer: bool = typer.Option(True, help="Infer company, year and form from the question."),
+    rewrite: bool = typer.Option(
+        True,
+        help="Search a rewritten question (instructions dropped, line items of named metrics "
+        "added); --no-rewrite searches the words as typed.",
+    ),
     index: Path | None = _index_opt,
 ) -> None:
     """Search filings public by --as-of; every passage comes with its citation."""
@@ -161,6 +166,7 @@ def search_command(
         fiscal_year=year,
         item=item,
         infer=infer,
+        rewrite=rewrite,
     )
     if not hits:
         click.echo("No passage public by that date matches.")

@@ -56,3 +56,34 @@ def test_search_needs_as_of(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(["filings", "search", "revenue"], capsys)
     assert code == 2
     assert "--as-of" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], "SYN006 10-K FY2019, Item 1A"),  # the rewrite adds "cash and cash equivalents"
+        (["--no-rewrite"], "No passage public by that date matches."),  # no word in common
+    ],
+)
+def test_search_no_rewrite_searches_the_words_as_typed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    expected: str,
+) -> None:
+    from quantdesk.rag import index as index_module
+    from quantdesk.rag.embeddings import HashingEmbedder
+    from quantdesk.rag.index import FilingIndex
+    from quantdesk.rag.sample_filings import ingest_sample_filings
+
+    # The command opens the folder with the default embedder: make that the hashing one.
+    monkeypatch.setattr(index_module, "MiniLMEmbedder", lambda: HashingEmbedder(256))
+    built = FilingIndex(tmp_path / "ix")
+    ingest_sample_filings(built)
+    built.close()
+    args = ["filings", "search", "What is the quick ratio?", "--as-of", "2020-10-19"]
+    args += ["--mode", "bm25", "-k", "1", "--index", str(tmp_path / "ix"), *flags]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert expected in out
