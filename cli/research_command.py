@@ -39,6 +39,9 @@ from quantdesk.cli._output import echo_markdown
 from quantdesk.quant_core.errors import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from quantdesk.agents.model import Model
     from quantdesk.agents.research import ResearchOutcome
     from quantdesk.agents.research.runtime import ToolThread
 
@@ -46,6 +49,16 @@ __all__ = ["DEMO_QUESTION", "add_sample_filings", "demo", "report_paths", "resea
 
 DEMO_QUESTION = "Is 12-1 cross-sectional momentum a real, tradable effect in the demo universe?"
 _T = TypeVar("_T")
+
+
+async def _run_and_close(model: Model, session: Coroutine[Any, Any, _T]) -> _T:
+    """Run the session, then close the model's HTTP connections in the same event loop."""
+    try:
+        return await session
+    finally:
+        close = getattr(model, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def add_sample_filings(tools: ToolThread) -> str:
@@ -154,13 +167,16 @@ def _session(
         if sample_filings:
             click.echo(add_sample_filings(tools))
         outcome = asyncio.run(
-            arun_session(
-                text,
-                model=researcher,
-                context=context,
-                thread=thread_id,
-                tool_runner=tools,
-                approve_holdout=approve_holdout,
+            _run_and_close(
+                researcher,
+                arun_session(
+                    text,
+                    model=researcher,
+                    context=context,
+                    thread=thread_id,
+                    tool_runner=tools,
+                    approve_holdout=approve_holdout,
+                ),
             )
         )
     finally:
