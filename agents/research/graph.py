@@ -160,7 +160,9 @@ def build_research_graph(
     )
     builder = StateGraph(SessionState)
     for name, method in _NODE_METHODS.items():
-        builder.add_node(name, _node(nodes, method))
+        # input_schema given: inferred from the hint, it cost one evaluation of the schema's
+        # string annotations per node
+        builder.add_node(name, _node(nodes, method), input_schema=SessionState)
     builder.add_edge(START, "plan")
     return builder.compile(checkpointer=checkpointer)
 
