@@ -1,7 +1,7 @@
 """Research sessions on disk: LangGraph's SQLite checkpoints plus a small table of chat data.
 
 ``quantdesk research`` and ``quantdesk chat`` share one file, ``QUANTDESK_HOME/sessions.sqlite``:
-the ``AsyncSqliteSaver`` tables hold every session's graph state (a session is a LangGraph
+LangGraph's SQLite checkpoint tables hold every session's graph state (a session is a LangGraph
 thread), so either command can pick up a session the other started. What the graph state does
 not hold lives in the table ``quantdesk_sessions``, one row per session that a chat touched: the
 model id the chat used last and its usage ledger (tokens and dollars so far, and the budget).
@@ -13,6 +13,7 @@ The table is created by append-only numbered migrations (:data:`MIGRATIONS`), re
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from quantdesk.quant_core.errors import InputError
 
 if TYPE_CHECKING:
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.graph.state import CompiledStateGraph
     from langgraph.types import StateSnapshot
 
@@ -67,23 +68,67 @@ def sessions_path(home: Path | None = None) -> Path:
     return Path(home) / SESSIONS_FILE
 
 
+def _loop_saver_class() -> type[SqliteSaver]:
+    """:class:`SqliteSaver` answering LangGraph's async API on the calling (event loop) thread."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    class LoopSqliteSaver(SqliteSaver):
+        """The synchronous SQLite saver behind the async checkpointer API.
+
+        ``AsyncSqliteSaver`` sends every statement to aiosqlite's worker thread and back (three
+        round trips per checkpoint, four per pending write), which is most of the cost of a
+        checkpoint of a local file. Here each call runs on the event loop's thread; a commit in
+        WAL mode with ``synchronous=NORMAL`` only copies into the WAL file, so the loop waits
+        for well under a millisecond.
+        """
+
+        async def aget_tuple(self, config: Any) -> Any:
+            return self.get_tuple(config)
+
+        async def alist(  # type: ignore[override]
+            self, config: Any, **kwargs: Any
+        ) -> AsyncIterator[Any]:
+            for item in self.list(config, **kwargs):
+                yield item
+
+        async def aput(self, config: Any, checkpoint: Any, metadata: Any, versions: Any) -> Any:
+            return self.put(config, checkpoint, metadata, versions)
+
+        async def aput_writes(
+            self, config: Any, writes: Any, task_id: str, task_path: str = ""
+        ) -> None:
+            self.put_writes(config, writes, task_id, task_path)
+
+        async def adelete_thread(self, thread_id: str) -> None:
+            self.delete_thread(thread_id)
+
+    return LoopSqliteSaver
+
+
 @asynccontextmanager
-async def session_checkpointer(path: Path | str) -> AsyncIterator[AsyncSqliteSaver]:
-    """The SQLite checkpointer of sessions, open on ``path``.
+async def session_checkpointer(path: Path | str) -> AsyncIterator[SqliteSaver]:
+    """The SQLite checkpointer of sessions, open on ``path``, for async graphs.
 
-    The file is in WAL mode (the saver's setup) with ``synchronous=NORMAL``: a commit is not
-    flushed to disk on its own, so a killed process loses nothing it committed (a power cut
-    could lose the last ones). That is the failure a session resumes from, and it makes a
-    checkpoint write about five times cheaper (``benchmarks/bench_graph.py``).
+    LangGraph's ``SqliteSaver`` with its async methods answered on the event loop's thread (see
+    :func:`_loop_saver_class`); the tables are those of ``langgraph-checkpoint-sqlite``, so a
+    file written by its ``AsyncSqliteSaver`` opens here and the other way round. The file is in
+    WAL mode (the saver's setup) with ``synchronous=NORMAL``: a commit is not flushed to disk on
+    its own, so a killed process loses nothing it committed (a power cut could lose the last
+    ones). That is the failure a session resumes from, and it makes a checkpoint write about
+    five times cheaper (``benchmarks/bench_graph.py``).
     """
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
-        await saver.setup()
-        await saver.conn.execute("PRAGMA synchronous=NORMAL")
+    # check_same_thread=False: LangGraph may hand a sync call to a worker thread; the saver's
+    # own lock serialises every use of the connection.
+    conn = sqlite3.connect(path, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA synchronous=NORMAL")
+        saver = _loop_saver_class()(conn)
+        saver.setup()
         yield saver
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True)
@@ -185,11 +230,11 @@ class SessionStore:
     Open it with ``async with SessionStore.open() as store:``; the connection closes on exit.
 
     Args:
-        saver: An open ``AsyncSqliteSaver``.
+        saver: An open session checkpointer (:func:`session_checkpointer`).
         path: The file it is open on (for messages).
     """
 
-    def __init__(self, saver: AsyncSqliteSaver, path: Path | None = None) -> None:
+    def __init__(self, saver: SqliteSaver, path: Path | None = None) -> None:
         self.saver = saver
         self.path = path
         self._reader: CompiledStateGraph[Any, Any, Any, Any] | None = None
@@ -210,9 +255,9 @@ class SessionStore:
 
     async def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         # The saver's lock serialises our statements with its own on the shared connection.
-        async with self.saver.lock, self.saver.conn.execute(sql, params) as cursor:
-            rows = list(await cursor.fetchall())
-        await self.saver.conn.commit()
+        with self.saver.lock:
+            rows = list(self.saver.conn.execute(sql, params).fetchall())
+            self.saver.conn.commit()
         return rows
 
     async def _migrate(self) -> None:
