@@ -45,6 +45,9 @@ def _settings_class() -> type[Settings]:
             sec_email: Contact e-mail sent to SEC EDGAR (``QUANTDESK_SEC_EMAIL``).
             chroma_url: URL of a Chroma server (``QUANTDESK_CHROMA_URL``); empty means the
                 embedded store under ``home``.
+            reranker: Cross-encoder that re-orders the top filing-search results
+                (``QUANTDESK_RERANKER``): a folder, or a model id already in the local
+                Hugging Face cache (never downloaded); empty means no re-ranking.
             model: Language model id (``QUANTDESK_MODEL``): ``anthropic:<model>``,
                 ``openai:<model>``, ``openai-compatible:<model>@<base url>`` or ``offline``
                 (the default when empty). API keys are read by the providers from their own
@@ -63,6 +66,7 @@ def _settings_class() -> type[Settings]:
         sec_company: str = Field(default="")
         sec_email: str = Field(default="")
         chroma_url: str = Field(default="")
+        reranker: str = Field(default="")
         model: str = Field(default="")
 
     Settings.__module__ = __name__

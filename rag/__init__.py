@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from quantdesk.rag.parsing import FilingHints, ParseBatch, parse_filing, parse_folder
     from quantdesk.rag.point_in_time import Availability, available_at
     from quantdesk.rag.query_rewrite import RewrittenQuery, rewrite_query
+    from quantdesk.rag.rerank import CrossEncoderReranker, Reranker, reranker_from_settings
     from quantdesk.rag.results import FilingSection, IndexStats, IngestReport, SearchHit
     from quantdesk.rag.untrusted import UNTRUSTED_HEADER, render_untrusted
 
@@ -83,6 +84,9 @@ _EXPORTS: dict[str, str] = {
     "reciprocal_rank_fusion": "hybrid",
     "RewrittenQuery": "query_rewrite",
     "rewrite_query": "query_rewrite",
+    "CrossEncoderReranker": "rerank",
+    "Reranker": "rerank",
+    "reranker_from_settings": "rerank",
     "Citation": "citations",
     "UNTRUSTED_HEADER": "untrusted",
     "render_untrusted": "untrusted",
@@ -95,6 +99,7 @@ __all__ = [
     "ChunkingConfig",
     "Citation",
     "CompanyDirectory",
+    "CrossEncoderReranker",
     "DownloadReport",
     "Embedder",
     "EmbeddingCache",
@@ -113,6 +118,7 @@ __all__ = [
     "ParseBatch",
     "ParseFailure",
     "ParsedDocument",
+    "Reranker",
     "RewrittenQuery",
     "SearchHit",
     "Section",
@@ -128,6 +134,7 @@ __all__ = [
     "parse_folder",
     "reciprocal_rank_fusion",
     "render_untrusted",
+    "reranker_from_settings",
     "rewrite_query",
     "scan_filings",
 ]

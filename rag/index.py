@@ -19,18 +19,18 @@ Threads: an index may be opened on one thread and used from others (LangGraph's 
 the MCP server's workers); each public method holds the index's lock, so calls run one at a
 time (``add`` is several store writes that must not interleave with a search).
 
-Ingestion is idempotent: a chunk whose id and content hash are already stored is skipped
-without embedding; changed chunks are re-embedded (from the embedding cache when the text is
-unchanged) and upserted; chunks a re-parsed document no longer has are deleted.
+Re-ranking: with a cross-encoder configured (``reranker=`` or ``QUANTDESK_RERANKER``), the top
+``rerank_candidates`` fused chunks are re-ordered by it (:mod:`quantdesk.rag.rerank`); it only
+re-orders chunks that passed the cut, so the guarantees above hold.
+
+Ingestion (:mod:`quantdesk.rag.ingest`) is idempotent: unchanged chunks are not re-embedded.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Concatenate, Literal, ParamSpec, TypeVar
@@ -41,7 +41,7 @@ from quantdesk.quant_core.errors import InputError
 from quantdesk.quant_core.settings import get_settings
 from quantdesk.rag.chroma_client import open_collection
 from quantdesk.rag.chunk_store import ChunkStore
-from quantdesk.rag.chunking import Chunk, ChunkingConfig, chunk_document, epoch_seconds_ceil
+from quantdesk.rag.chunking import ChunkingConfig, epoch_seconds_ceil
 from quantdesk.rag.citations import Citation
 from quantdesk.rag.dense_search import dense_candidates
 from quantdesk.rag.documents import FilingMeta, ParsedDocument, ParseFailure
@@ -54,8 +54,10 @@ from quantdesk.rag.filters import (
     filter_attempts,
 )
 from quantdesk.rag.hybrid import RRF_K, reciprocal_rank_fusion
-from quantdesk.rag.lexical import LexicalIndex, tokenize
+from quantdesk.rag.ingest import IndexParts, ingest_documents
+from quantdesk.rag.lexical import LexicalIndex
 from quantdesk.rag.query_rewrite import fusion_weights, rewrite_query
+from quantdesk.rag.rerank import RERANK_CANDIDATES, Reranker, rerank_hits, reranker_from_settings
 from quantdesk.rag.results import FilingSection, IndexStats, IngestReport, SearchHit
 
 __all__ = ["FilingIndex", "FilingSection", "IndexStats", "IngestReport", "SearchHit"]
@@ -81,17 +83,6 @@ def _serialised(
     return locked
 
 
-@dataclass
-class _Counts:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    written: int = 0
-    embed_seconds: float = 0.0
-    failures: list[ParseFailure] = field(default_factory=list)
-
-
 class FilingIndex:
     """Hybrid, point-in-time retrieval over parsed filings.
 
@@ -106,6 +97,8 @@ class FilingIndex:
         embedding_cache: ``True`` keeps vectors in the content-hash cache under
             ``<QUANTDESK_HOME>/cache/embeddings``; an :class:`EmbeddingCache` uses that
             cache; ``False`` embeds every new chunk.
+        reranker: Cross-encoder that re-orders the top fused results; ``None`` takes the
+            one ``QUANTDESK_RERANKER`` names (if any), ``False`` uses none.
 
     Raises:
         InputError: The folder was built with a different embedding model.
@@ -120,6 +113,7 @@ class FilingIndex:
         collection: str = "quantdesk_filings",
         chunking: ChunkingConfig | None = None,
         embedding_cache: EmbeddingCache | bool = True,
+        reranker: Reranker | Literal[False] | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self.path = Path(path) if path is not None else get_settings().home / "chroma"
@@ -141,6 +135,9 @@ class FilingIndex:
         self._rows: tuple[int, dict[str, np.ndarray], dict[str, int]] | None = None
         self._company_cache: tuple[int, CompanyDirectory, set[str], set[str]] | None = None
         self._merged_cache: tuple[int, CompanyDirectory, CompanyDirectory] | None = None
+        self.reranker: Reranker | None = (
+            reranker_from_settings() if reranker is None else reranker or None
+        )
 
     # -- construction -------------------------------------------------------------------
 
@@ -172,90 +169,10 @@ class FilingIndex:
         Returns:
             Counts of what changed, what was embedded, and the documents kept out.
         """
-        started = time.perf_counter()
-        counts = _Counts()
-        misses_before, hits_before = self._cache_counters()
-        n_documents = n_chunks = 0
-        pending: list[Chunk] = []
-        for document in documents:
-            if isinstance(document, ParseFailure):
-                counts.failures.append(document)
-                continue
-            try:
-                available = epoch_seconds_ceil(document.meta)
-                chunks = chunk_document(document, self.chunking)
-            except InputError as exc:
-                counts.failures.append(ParseFailure(document.meta.source_path, str(exc)))
-                continue
-            if not chunks:
-                reason = f"{document.meta.doc_id} has no text to index"
-                counts.failures.append(ParseFailure(document.meta.source_path, reason))
-                continue
-            n_documents += 1
-            n_chunks += len(chunks)
-            pending.extend(self._diff(document, chunks, available, counts))
-            if len(pending) >= batch_chunks:
-                self._write(pending, counts)
-                pending = []
-        if pending:
-            self._write(pending, counts)
-        self._store.commit(changed=False)
-        misses_after, hits_after = self._cache_counters()
-        return IngestReport(
-            documents=n_documents,
-            chunks=n_chunks,
-            added=counts.added,
-            updated=counts.updated,
-            unchanged=counts.unchanged,
-            removed=counts.removed,
-            embedded=misses_after - misses_before if misses_after >= 0 else counts.written,
-            cache_hits=hits_after - hits_before,
-            failures=tuple(counts.failures),
-            seconds=time.perf_counter() - started,
-            embed_seconds=counts.embed_seconds,
+        parts = IndexParts(
+            self._store, self._collection, self._max_batch, self._embedder, self.chunking
         )
-
-    def _cache_counters(self) -> tuple[int, int]:
-        if isinstance(self._embedder, CachingEmbedder):
-            return self._embedder.misses, self._embedder.hits
-        return -1, 0
-
-    def _diff(
-        self, document: ParsedDocument, chunks: list[Chunk], available: int, counts: _Counts
-    ) -> list[Chunk]:
-        """Chunks to (re)write; deletes chunks the document no longer has."""
-        stored = self._store.chunk_hashes(document.meta.doc_id)
-        stale = sorted(set(stored) - {chunk.chunk_id for chunk in chunks})
-        changed = [chunk for chunk in chunks if stored.get(chunk.chunk_id) != chunk.content_hash]
-        counts.unchanged += len(chunks) - len(changed)
-        counts.updated += sum(1 for chunk in changed if chunk.chunk_id in stored)
-        counts.added += sum(1 for chunk in changed if chunk.chunk_id not in stored)
-        if stale:
-            self._collection.delete(ids=stale)
-            self._store.delete_chunks(stale)
-            counts.removed += len(stale)
-        if changed or stale or not stored:
-            self._store.put_document(document, available)
-            self._store.commit(changed=bool(stale))
-        return changed
-
-    def _write(self, chunks: list[Chunk], counts: _Counts) -> None:
-        """Embed, then write to Chroma, then to the chunk store (so a crash re-does work)."""
-        texts = [chunk.index_text for chunk in chunks]
-        counts.written += len(chunks)
-        started = time.perf_counter()
-        vectors = self._embedder.embed(texts)
-        counts.embed_seconds += time.perf_counter() - started
-        for offset in range(0, len(chunks), self._max_batch):
-            part = slice(offset, offset + self._max_batch)
-            self._collection.upsert(
-                ids=[chunk.chunk_id for chunk in chunks[part]],
-                embeddings=vectors[part],
-                metadatas=[chunk.metadata() for chunk in chunks[part]],
-                documents=[chunk.text for chunk in chunks[part]],
-            )
-        self._store.upsert_chunks(chunks, [tokenize(text) for text in texts])
-        self._store.commit(changed=True)
+        return ingest_documents(parts, documents, batch_chunks=batch_chunks)
 
     # -- retrieval ----------------------------------------------------------------------
 
@@ -280,6 +197,8 @@ class FilingIndex:
         rrf_k: int = RRF_K,
         weights: tuple[float, float] | None = None,
         rewrite: bool = True,
+        rerank: bool | None = None,
+        rerank_candidates: int = RERANK_CANDIDATES,
     ) -> list[SearchHit]:
         """The ``k`` best chunks public by ``as_of`` that match the filters.
 
@@ -307,9 +226,15 @@ class FilingIndex:
             rewrite: Search for :func:`~quantdesk.rag.query_rewrite.rewrite_query`'s text
                 (instructions dropped, line items of named metrics appended) in every mode;
                 filters are always inferred from ``query`` itself.
+            rerank: Re-order the top ``rerank_candidates`` chunks with :attr:`reranker`
+                (reading ``query`` as typed); ``None`` does so when one is configured.
+                Re-ranked hits carry ``rerank_score``.
+            rerank_candidates: Fused chunks the re-ranker scores (1-1000).
 
         Raises:
-            InputError: ``query``, ``as_of``, ``k`` or ``mode`` is invalid.
+            InputError: ``query``, ``as_of``, ``k``, ``mode`` or ``rerank_candidates`` is
+                invalid, or ``rerank=True`` without a re-ranker.
+            ConfigError: The configured re-ranker does not load.
         """
         if not isinstance(query, str) or not query.strip():
             raise InputError(f"query={query!r} is empty.", fix="pass the question to search for.")
@@ -318,6 +243,7 @@ class FilingIndex:
             raise InputError(f"mode={mode!r} is not one of {_MODES}.", fix="use 'hybrid'.")
         if not 1 <= k <= 1000:
             raise InputError(f"k={k} is outside 1-1000.", fix="ask for 1 to 1000 results.")
+        reranker = self._reranker_for(rerank, rerank_candidates)
         explicit = ChunkFilter(
             as_of=cut, ticker=ticker, company_key=company_key(company) if company else None,
             form=form, fiscal_year=fiscal_year, fiscal_period=fiscal_period, item=item,
@@ -330,14 +256,33 @@ class FilingIndex:
         rewritten = rewrite_query(query) if rewrite else None
         text = rewritten.text if rewritten else query
         weights = weights or fusion_weights(rewritten)
+        fetch = max(k, rerank_candidates) if reranker else k
         hits: list[SearchHit] = []
         for chunk_filter in attempts:
             hits = self._search_once(
-                text, chunk_filter, k=k, n=n, mode=mode, rrf_k=rrf_k, weights=weights
-            )
+                text, chunk_filter, k=fetch, n=max(n, fetch), mode=mode, rrf_k=rrf_k,
+                weights=weights,
+            )  # fmt: skip
             if hits:
                 break
-        return hits
+        if reranker is None or not hits:
+            return hits[:k]
+        return rerank_hits(reranker, query, hits, k=k, candidates=rerank_candidates)
+
+    def _reranker_for(self, rerank: bool | None, candidates: int) -> Reranker | None:
+        """The re-ranker a search uses, or ``None``."""
+        if not 1 <= candidates <= 1000:
+            raise InputError(
+                f"rerank_candidates={candidates} is outside 1-1000.",
+                fix=f"re-rank {RERANK_CANDIDATES} candidates (the default).",
+            )
+        if rerank and self.reranker is None:
+            raise InputError(
+                "rerank=True, but no re-ranker is configured.",
+                fix="set QUANTDESK_RERANKER to a cross-encoder folder or cached model id, "
+                "pass reranker= to FilingIndex, or search without rerank.",
+            )
+        return self.reranker if rerank is not False else None
 
     def _inferred_attempts(
         self, query: str, explicit: ChunkFilter, companies: CompanyDirectory | None

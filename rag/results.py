@@ -24,6 +24,9 @@ class SearchHit:
         metadata: The chunk's stored metadata.
         dense_rank: Rank in the dense candidate list, ``None`` when absent.
         lexical_rank: Rank in the BM25 candidate list, ``None`` when absent.
+        rerank_score: The cross-encoder's score when a re-ranker ordered this hit (then
+            ``rank`` follows it, and ``score`` is still the retrieval score); ``None`` when
+            the hit was not re-ranked.
     """
 
     chunk_id: str
@@ -34,6 +37,7 @@ class SearchHit:
     metadata: dict[str, object]
     dense_rank: int | None = None
     lexical_rank: int | None = None
+    rerank_score: float | None = None
 
     @property
     def source(self) -> str:
