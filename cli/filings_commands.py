@@ -151,12 +151,19 @@ def search_command(
         help="Search a rewritten question (instructions dropped, line items of named metrics "
         "added); --no-rewrite searches the words as typed.",
     ),
+    rerank: bool | None = typer.Option(
+        None,
+        "--rerank/--no-rerank",
+        help="Re-order the top passages with the cross-encoder QUANTDESK_RERANKER names "
+        "(default: when one is set); --no-rerank keeps the fused order.",
+    ),
     index: Path | None = _index_opt,
 ) -> None:
     """Search filings public by --as-of; every passage comes with its citation."""
     if mode not in ("hybrid", "dense", "bm25"):
         raise InputError(f"--mode {mode!r} is unknown.", fix="use hybrid, dense or bm25.")
-    hits = _index(index).search(  # type: ignore[attr-defined]
+    searched = _index(index)
+    hits = searched.search(  # type: ignore[attr-defined]
         query,
         as_of=as_of.date(),
         k=k,
@@ -167,11 +174,14 @@ def search_command(
         item=item,
         infer=infer,
         rewrite=rewrite,
+        rerank=rerank,
     )
     if not hits:
         click.echo("No passage public by that date matches.")
         return
     blocks = [f"# {len(hits)} passages for {query!r} as of {as_of:%Y-%m-%d}", ""]
+    if hits[0].rerank_score is not None:
+        blocks += [f"Re-ranked by {searched.reranker.model_id}.", ""]  # type: ignore[attr-defined]
     for hit in hits:
         text = " ".join(hit.text.split())
         excerpt = text[:600] + ("..." if len(text) > 600 else "")

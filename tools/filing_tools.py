@@ -322,6 +322,8 @@ class FilingHit(ToolModel):
     Attributes:
         rank: 1-based position.
         score: Fused RRF score (hybrid), cosine similarity (dense) or BM25 score.
+        rerank_score: The cross-encoder's score when the re-ranker ordered this passage
+            (``rank`` then follows it); ``None`` when it was not re-ranked.
         chunk_id: Stable passage id ``doc_id:item:ordinal``.
         citation: Where it comes from.
         text: The raw passage, only with ``include_text`` (untrusted: give a model
@@ -330,6 +332,7 @@ class FilingHit(ToolModel):
 
     rank: int
     score: float | None
+    rerank_score: float | None = None
     chunk_id: str
     citation: FilingCitation
     text: str | None = None
@@ -344,6 +347,8 @@ class SearchFilingsOutput(ToolModel):
         as_of_time: Its UTC instant: the US market close (16:00 New York) of ``as_of``.
         index: ``default`` or ``demo``.
         mode: Retrieval mode.
+        reranker: The cross-encoder that re-ordered the top passages (``QUANTDESK_RERANKER``),
+            or ``None`` when none is configured (the fused order is kept).
         hits: The passages, best first.
         context_block: The passages inside delimited, labelled untrusted-data blocks: the
             only form to pass to a language model.
@@ -355,6 +360,7 @@ class SearchFilingsOutput(ToolModel):
     as_of_time: datetime
     index: IndexName
     mode: str
+    reranker: str | None
     hits: list[FilingHit]
     context_block: str
     note: str | None = None
@@ -365,9 +371,10 @@ class SearchFilingsOutput(ToolModel):
     summary="Search SEC filings public by as_of; passages with citations, as untrusted data.",
     description="Hybrid (dense + BM25) search over the ingested 10-K/10-Q/8-K filings with "
     "filters (ticker, company, form, fiscal year and period, Item, filing) and filters "
-    "inferred from the question. Never returns a passage made public after as_of (a date "
-    "means that day's US market close). Each hit has a citation (ticker, form, fiscal "
-    "period, Item, accession/doc_id, character offsets, available_at). " + _UNTRUSTED,
+    "inferred from the question; the top passages are re-ordered by a cross-encoder when "
+    "one is configured (output field reranker). Never returns a passage made public after "
+    "as_of (a date means that day's US market close). Each hit has a citation (ticker, "
+    "form, fiscal period, Item, accession/doc_id, character offsets, available_at). " + _UNTRUSTED,
     input_model=SearchFilingsInput,
     output_model=SearchFilingsOutput,
     guardrails=("as_of", "holdout"),
@@ -405,6 +412,8 @@ def search_filings(inputs: SearchFilingsInput, run: ToolRun) -> SearchFilingsOut
             "filters, set infer to false, or rephrase the query."
         )
     latest = max((hit.citation.available_at for hit in hits), default=None)
+    reranked = any(hit.rerank_score is not None for hit in hits)
+    reranker = index.reranker.model_id if reranked and index.reranker is not None else None
     run.passed(
         "as_of",
         f"{len(hits)} passage(s), every one public by {as_of} 16:00 New York time"
@@ -416,10 +425,12 @@ def search_filings(inputs: SearchFilingsInput, run: ToolRun) -> SearchFilingsOut
         as_of_time=datetime.fromtimestamp(cut, tz=UTC),
         index=inputs.index,
         mode=inputs.mode,
+        reranker=reranker,
         hits=[
             FilingHit(
                 rank=hit.rank,
                 score=finite(hit.score),
+                rerank_score=finite(hit.rerank_score),
                 chunk_id=hit.chunk_id,
                 citation=FilingCitation.of(hit.citation),
                 text=hit.text if inputs.include_text else None,
