@@ -87,3 +87,76 @@ def test_search_no_rewrite_searches_the_words_as_typed(
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
     assert expected in out
+
+
+def _sample_index(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The FICTIONAL sample filings, in a folder the CLI opens with the hashing embedder."""
+    from quantdesk.rag import index as index_module
+    from quantdesk.rag.embeddings import HashingEmbedder
+    from quantdesk.rag.index import FilingIndex
+    from quantdesk.rag.sample_filings import ingest_sample_filings
+
+    monkeypatch.setattr(index_module, "MiniLMEmbedder", lambda: HashingEmbedder(256))
+    built = FilingIndex(folder, reranker=False)
+    ingest_sample_filings(built)
+    built.close()
+
+
+class _FirstLast:
+    """Test double: ranks the fused passages in reverse order."""
+
+    model_id = "test:reversing"
+
+    def score(self, query: str, passages: list[str]) -> object:
+        import numpy as np
+
+        return np.arange(len(passages), dtype=np.float64)
+
+
+@pytest.mark.parametrize(
+    ("configured", "flags", "code", "expected"),
+    [
+        (False, [], 0, "## 1. "),
+        (False, ["--rerank"], 2, "no re-ranker is configured"),
+        (True, [], 0, "Re-ranked by test:reversing."),
+        (True, ["--no-rerank"], 0, "## 1. "),
+    ],
+)
+def test_search_rerank_flags(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    configured: bool,
+    flags: list[str],
+    code: int,
+    expected: str,
+) -> None:
+    from quantdesk.rag import index as index_module
+
+    _sample_index(tmp_path / "ix", monkeypatch)
+    double = _FirstLast() if configured else None
+    monkeypatch.setattr(index_module, "reranker_from_settings", lambda: double)
+    args = ["filings", "search", "pending merger agreement", "--as-of", "2020-10-19"]
+    args += ["-k", "2", "--index", str(tmp_path / "ix"), *flags]
+    got, out, err = run_cli(args, capsys)
+    assert got == code, err
+    assert expected in (out if code == 0 else err)
+    assert ("Re-ranked by" in out) == (configured and "--no-rerank" not in flags)
+
+
+def test_a_reranker_that_does_not_load_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _sample_index(tmp_path / "ix", monkeypatch)
+    monkeypatch.setenv("QUANTDESK_RERANKER", str(tmp_path / "no-such-model"))
+    args = ["filings", "search", "pending merger agreement", "--as-of", "2020-10-19"]
+    args += ["--index", str(tmp_path / "ix")]
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    assert "QUANTDESK_RERANKER=" in err
+    assert "no such folder" in err
+    assert "unset it" in err
+    assert "Traceback" not in err
+    code, out, err = run_cli([*args, "--no-rerank"], capsys)
+    assert code == 0, err
+    assert "## 1. " in out

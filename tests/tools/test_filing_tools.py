@@ -426,3 +426,47 @@ def test_raw_text_is_left_out_unless_asked_for(tools, index: FilingIndex) -> Non
     assert result.hits
     assert all(hit.text is None for hit in result.hits)
     assert "<<<" in result.context_block
+
+
+# --------------------------------------------------------------------------- re-ranking
+
+
+class _ReversingReranker:
+    """Test double: scores the fused passages in reverse order."""
+
+    model_id = "test:reversing"
+
+    def score(self, query: str, passages: Any) -> Any:
+        import numpy as np
+
+        return np.arange(len(passages), dtype=np.float64)
+
+
+def test_without_a_reranker_the_result_says_none(
+    tools, index: FilingIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QUANTDESK_RERANKER", raising=False)
+    result = tools.ok(_search(as_of="2023-01-31"))
+    assert result.hits
+    assert result.reranker is None
+    assert all(hit.rerank_score is None for hit in result.hits)
+
+
+def test_the_result_names_the_reranker_that_ordered_it(tools, index: FilingIndex) -> None:
+    # the re-ranker orders the top 30 fused passages (RERANK_CANDIDATES); 4 are kept
+    fused = tools.ok(_search(as_of="2023-01-31", k=30))
+    reranked_index = FilingIndex(
+        index.path, embedder=HashingEmbedder(64), embedding_cache=False,
+        reranker=_ReversingReranker(),
+    )  # fmt: skip
+    register_filing_index(reranked_index)
+    try:
+        result = tools.ok(_search(as_of="2023-01-31", k=4))
+    finally:
+        reranked_index.close()
+    assert result.reranker == "test:reversing"
+    head = [h.chunk_id for h in fused.hits][::-1][:4]
+    assert [h.chunk_id for h in result.hits] == head
+    top = float(len(fused.hits) - 1)
+    assert [h.rerank_score for h in result.hits] == [top, top - 1, top - 2, top - 3]
+    assert [h.rank for h in result.hits] == [1, 2, 3, 4]
