@@ -45,6 +45,10 @@ def _settings_class() -> type[Settings]:
             sec_email: Contact e-mail sent to SEC EDGAR (``QUANTDESK_SEC_EMAIL``).
             chroma_url: URL of a Chroma server (``QUANTDESK_CHROMA_URL``); empty means the
                 embedded store under ``home``.
+            embedding_model: Sentence-transformers model of the filing index
+                (``QUANTDESK_EMBEDDING_MODEL``): a folder, or a model id already in the local
+                Hugging Face cache (never downloaded); empty means the bundled
+                all-MiniLM-L6-v2. An index remembers its model and refuses another one.
             reranker: Cross-encoder that re-orders the top filing-search results
                 (``QUANTDESK_RERANKER``): a folder, or a model id already in the local
                 Hugging Face cache (never downloaded); empty means no re-ranking.
@@ -66,6 +70,7 @@ def _settings_class() -> type[Settings]:
         sec_company: str = Field(default="")
         sec_email: str = Field(default="")
         chroma_url: str = Field(default="")
+        embedding_model: str = Field(default="")
         reranker: str = Field(default="")
         model: str = Field(default="")
 

@@ -202,7 +202,7 @@ class MiniLMEmbedder(SentenceTransformerEmbedder):
 
 def default_embedder() -> SentenceTransformerEmbedder:
     """The configured dense model: ``QUANTDESK_EMBEDDING_MODEL``, else all-MiniLM-L6-v2."""
-    configured = os.environ.get(EMBEDDING_MODEL_ENV, "").strip()
+    configured = get_settings().embedding_model.strip()
     return SentenceTransformerEmbedder(configured) if configured else MiniLMEmbedder()
 
 

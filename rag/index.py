@@ -45,7 +45,7 @@ from quantdesk.rag.chunking import ChunkingConfig, epoch_seconds_ceil
 from quantdesk.rag.citations import Citation
 from quantdesk.rag.dense_search import dense_candidates
 from quantdesk.rag.documents import FilingMeta, ParsedDocument, ParseFailure
-from quantdesk.rag.embeddings import CachingEmbedder, Embedder, EmbeddingCache, MiniLMEmbedder
+from quantdesk.rag.embeddings import CachingEmbedder, Embedder, EmbeddingCache, default_embedder
 from quantdesk.rag.filters import (
     ChunkFilter,
     CompanyDirectory,
@@ -88,7 +88,8 @@ class FilingIndex:
 
     Args:
         path: Index folder; ``<QUANTDESK_HOME>/chroma`` by default.
-        embedder: Dense model; :class:`MiniLMEmbedder` by default. An index remembers its
+        embedder: Dense model; the configured one by default (:func:`default_embedder`:
+            ``QUANTDESK_EMBEDDING_MODEL``, else all-MiniLM-L6-v2). An index remembers its
             model id and refuses a different one.
         chroma_url: ``http(s)://host:port`` of a Chroma server (``chroma run``); falls back
             to ``QUANTDESK_CHROMA_URL``; embedded ``PersistentClient`` when neither is set.
@@ -118,7 +119,7 @@ class FilingIndex:
         self._lock = threading.RLock()
         self.path = Path(path) if path is not None else get_settings().home / "chroma"
         self.path.mkdir(parents=True, exist_ok=True)
-        base = embedder if embedder is not None else MiniLMEmbedder()
+        base = embedder if embedder is not None else default_embedder()
         self._query_embedder: Embedder = base
         self._embedder: Embedder = base
         if embedding_cache is not False:
