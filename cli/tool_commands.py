@@ -3,12 +3,15 @@
 ``quantdesk tool run NAME --input FILE|-`` reads one JSON request and prints the JSON envelope;
 its exit code is 0 when the call succeeded, 1 when a guardrail refused it (or it failed at run
 time) and 2 for a bad request. Coding agents follow the ``skills/*/SKILL.md`` recipes, which are
-sequences of such commands.
+sequences of such commands. ``quantdesk tool serve`` and ``quantdesk tool daemon
+start|stop|status`` run the warm tool server those calls use when it is up
+(:mod:`quantdesk.cli.tool_server`).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 import typer
@@ -16,7 +19,7 @@ import typer
 from quantdesk.cli._output import echo_markdown
 from quantdesk.quant_core.errors import InputError
 
-__all__ = ["mcp_command", "skill_app", "tool_app"]
+__all__ = ["daemon_app", "mcp_command", "skill_app", "tool_app"]
 
 tool_app = typer.Typer(
     help="Guard-railed research tools: list them, show their schemas, run one (JSON in/out).",
@@ -72,6 +75,65 @@ def tool_run(
     from quantdesk.cli.main import run_tool_command
 
     raise typer.Exit(run_tool_command(name, input_path))
+
+
+daemon_app = typer.Typer(
+    help="The tool server in the background: start, stop, status.", no_args_is_help=True
+)
+tool_app.add_typer(daemon_app, name="daemon")
+
+
+def _home() -> Path:
+    from quantdesk.quant_core.settings import get_settings
+
+    return get_settings().home.expanduser().resolve()
+
+
+@tool_app.command("serve")
+def tool_serve() -> None:
+    """Serve `quantdesk tool run` calls from this process (foreground; Ctrl-C stops it).
+
+    Listens on QUANTDESK_HOME/tool-server.sock. Calls made from another directory or with
+    other QUANTDESK_* variables run in their own process, as without a server.
+    """
+    from quantdesk.cli.tool_server import ToolServer, server_files
+
+    ToolServer(server_files(_home())).serve_forever()
+
+
+@daemon_app.command("start")
+def daemon_start_command() -> None:
+    """Start the tool server in the background for this directory and environment."""
+    from quantdesk.cli.tool_server import daemon_start
+
+    status, started = daemon_start(_home())
+    verb = "started" if started else "already running"
+    click.echo(f"tool server {verb}: pid {status.pid}, socket {status.socket}")
+
+
+@daemon_app.command("stop")
+def daemon_stop_command() -> None:
+    """Stop the tool server; remove its socket and pid files."""
+    from quantdesk.cli.tool_server import daemon_stop
+
+    pid = daemon_stop(_home())
+    click.echo("tool server not running" if pid is None else f"tool server {pid} stopped")
+
+
+@daemon_app.command("status")
+def daemon_status_command() -> None:
+    """Print the tool server's pid, uptime, requests served and socket (exit 1: not running)."""
+    from quantdesk.cli.tool_server import daemon_status, server_files
+
+    home = _home()
+    status = daemon_status(home)
+    if status is None:
+        click.echo(f"tool server not running (socket {server_files(home).socket})")
+        raise typer.Exit(1)
+    click.echo(
+        f"pid: {status.pid}\nuptime: {status.uptime:.1f} s\nrequests served: "
+        f"{status.requests}\nsocket: {status.socket}\nworking directory: {status.cwd}"
+    )
 
 
 @skill_app.command("list")
