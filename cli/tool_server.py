@@ -31,16 +31,18 @@ counted trial) can run twice. Control requests are ``{"op": "status"}`` and ``{"
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import signal
-import socket
-import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import socket
+
+# socket, base64, signal and stat are imported where used: without a server, the command
+# pays only for this module and one os.path.exists.
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -139,6 +141,8 @@ def forward(name: str, payload: str | bytes) -> Forwarded | None:
     path = client_socket_path()
     if path is None or not os.path.exists(path):
         return None
+    import socket
+
     request: dict[str, Any] = {"tool": name, "cwd": os.getcwd(), "env": quantdesk_env()}
     if isinstance(payload, str):
         request["payload"] = payload
@@ -146,6 +150,8 @@ def forward(name: str, payload: str | bytes) -> Forwarded | None:
         try:
             request["payload"] = payload.decode("utf-8")
         except UnicodeDecodeError:
+            import base64
+
             request["payload_b64"] = base64.b64encode(payload).decode("ascii")
     line = json.dumps(request).encode() + b"\n"
     if len(line) > MAX_MESSAGE_BYTES:
@@ -183,6 +189,8 @@ def forward(name: str, payload: str | bytes) -> Forwarded | None:
 
 def control(path: Path, op: str, timeout: float = CONNECT_TIMEOUT) -> dict[str, Any] | None:
     """Send control request ``op`` (``status``, ``stop``); the answer, ``None`` if unreachable."""
+    import socket
+
     buffer = bytearray()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
@@ -257,6 +265,8 @@ class ToolServer:
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         """The answer to a tool request, as the in-process path would print it."""
+        import base64
+
         from quantdesk.cli.main import envelope_text, error_line
         from quantdesk.quant_core.errors import QuantdeskError
         from quantdesk.tools.runner import run_tool
@@ -306,6 +316,9 @@ class ToolServer:
             _send(conn, {"error": "unknown request"})
 
     def _bind(self) -> socket.socket:
+        import socket
+        import stat
+
         from quantdesk.quant_core.errors import InputError
 
         path = self.files.socket
@@ -346,6 +359,8 @@ class ToolServer:
 
     def serve_forever(self) -> None:
         """Warm up, listen until stopped (``stop`` request, SIGTERM/SIGINT/SIGHUP), clean up."""
+        import signal
+
         from quantdesk.cli.main import envelope_text
         from quantdesk.tools.registry import list_tools
         from quantdesk.tools.runner import run_tool
