@@ -78,7 +78,7 @@ def test_search_no_rewrite_searches_the_words_as_typed(
     from quantdesk.rag.sample_filings import ingest_sample_filings
 
     # The command opens the folder with the default embedder: make that the hashing one.
-    monkeypatch.setattr(index_module, "MiniLMEmbedder", lambda: HashingEmbedder(256))
+    monkeypatch.setattr(index_module, "default_embedder", lambda: HashingEmbedder(256))
     built = FilingIndex(tmp_path / "ix")
     ingest_sample_filings(built)
     built.close()
@@ -96,7 +96,7 @@ def _sample_index(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from quantdesk.rag.index import FilingIndex
     from quantdesk.rag.sample_filings import ingest_sample_filings
 
-    monkeypatch.setattr(index_module, "MiniLMEmbedder", lambda: HashingEmbedder(256))
+    monkeypatch.setattr(index_module, "default_embedder", lambda: HashingEmbedder(256))
     built = FilingIndex(folder, reranker=False)
     ingest_sample_filings(built)
     built.close()
