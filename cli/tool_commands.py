@@ -104,7 +104,7 @@ def tool_serve() -> None:
 @daemon_app.command("start")
 def daemon_start_command() -> None:
     """Start the tool server in the background for this directory and environment."""
-    from quantdesk.cli.tool_server import daemon_start
+    from quantdesk.cli.tool_daemon import daemon_start
 
     status, started = daemon_start(_home())
     verb = "started" if started else "already running"
@@ -114,7 +114,7 @@ def daemon_start_command() -> None:
 @daemon_app.command("stop")
 def daemon_stop_command() -> None:
     """Stop the tool server; remove its socket and pid files."""
-    from quantdesk.cli.tool_server import daemon_stop
+    from quantdesk.cli.tool_daemon import daemon_stop
 
     pid = daemon_stop(_home())
     click.echo("tool server not running" if pid is None else f"tool server {pid} stopped")
@@ -123,7 +123,8 @@ def daemon_stop_command() -> None:
 @daemon_app.command("status")
 def daemon_status_command() -> None:
     """Print the tool server's pid, uptime, requests served and socket (exit 1: not running)."""
-    from quantdesk.cli.tool_server import daemon_status, server_files
+    from quantdesk.cli.tool_daemon import daemon_status
+    from quantdesk.cli.tool_server import server_files
 
     home = _home()
     status = daemon_status(home)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from quantdesk.cli import main as cli_main
-from quantdesk.cli import tool_server
+from quantdesk.cli import tool_daemon, tool_server
 from quantdesk.quant_core.research_context import create_context
 
 STATS = {"stats": {"sharpe": 1.1, "units": "annualized", "n_obs": 1260}}
@@ -66,7 +66,7 @@ def cli(
 
 
 def requests_served(home: Path) -> int:
-    status = tool_server.daemon_status(home)
+    status = tool_daemon.daemon_status(home)
     assert status is not None
     return status.requests
 
@@ -94,7 +94,7 @@ def start_server(home: Path) -> subprocess.Popen[bytes]:
             stderr=log,
         )
     deadline = time.monotonic() + 60
-    while tool_server.daemon_status(home) is None:
+    while tool_daemon.daemon_status(home) is None:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             proc.wait()
