@@ -8,15 +8,17 @@ from pathlib import Path
 import pytest
 
 from quantdesk.evals.financebench import (
-    FinanceBenchQuestion,
     QuestionResult,
     distinct_pages,
     first_relevant_rank,
+    run_financebench,
+    summarise,
+)
+from quantdesk.evals.financebench_data import (
+    FinanceBenchQuestion,
     load_documents,
     load_questions,
     page_document,
-    run_financebench,
-    summarise,
 )
 from quantdesk.quant_core.errors import InputError
 from quantdesk.rag.embeddings import HashingEmbedder
