@@ -177,6 +177,12 @@ def search_command(
         rerank=rerank,
     )
     if not hits:
+        if searched.stats().documents == 0:  # type: ignore[attr-defined]
+            raise InputError(
+                f"The filing index at {searched.path} holds no filings.",  # type: ignore[attr-defined]
+                fix="ingest some first: `quantdesk filings add PATH` (a folder in the "
+                "sec-edgar-downloader layout, e.g. ../shared/data/filings).",
+            )
         click.echo("No passage public by that date matches.")
         return
     blocks = [f"# {len(hits)} passages for {query!r} as of {as_of:%Y-%m-%d}", ""]

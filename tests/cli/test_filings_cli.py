@@ -58,6 +58,21 @@ def test_search_needs_as_of(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--as-of" in err
 
 
+def test_search_of_an_empty_index_says_to_ingest_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quantdesk.rag import index as index_module
+    from quantdesk.rag.embeddings import HashingEmbedder
+
+    monkeypatch.setattr(index_module, "default_embedder", lambda: HashingEmbedder(256))
+    args = ["filings", "search", "going concern", "--as-of", "2020-12-31"]
+    code, out, err = run_cli([*args, "--index", str(tmp_path / "empty")], capsys)
+    assert code == 2
+    assert "holds no filings" in err
+    assert "quantdesk filings add" in err
+    assert "Traceback" not in out + err
+
+
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
