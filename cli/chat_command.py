@@ -295,8 +295,6 @@ async def _chat(
     tools = ToolThread()
     graph = {"tool_runner": tools}
     try:
-        if sample_filings:
-            display.line(add_sample_filings(tools))
         async with SessionStore.open() as store:
             if resume:
                 await store.info(resume)  # an unknown id fails before a model is built
@@ -312,6 +310,8 @@ async def _chat(
                     store, model=get_model(model_id), context=context, budget=budget, **graph
                 )
             session.hints = dict(hints)
+            if sample_filings:  # after the model and session checks: a typo fails at once
+                display.line(add_sample_filings(tools))
             options = {"hints": hints, "current": current, "graph": graph}
             repl = _Repl(store, session, display, options)
             try:
