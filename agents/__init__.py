@@ -8,8 +8,9 @@ Names are imported lazily (PEP 562): the provider SDKs load only when their mode
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from quantdesk.quant_core._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from quantdesk.agents.anthropic_model import AnthropicModel
@@ -121,14 +122,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

@@ -10,8 +10,7 @@ The chat names are imported lazily (PEP 562).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from quantdesk.agents.research.graph import (
     DEFAULT_TOOLS,
@@ -28,6 +27,7 @@ from quantdesk.agents.research.state import (
     ResearchState,
     RiskLimits,
 )
+from quantdesk.quant_core._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from quantdesk.agents.research.chat import ChatSession
@@ -60,14 +60,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_exports(globals(), _LAZY)
