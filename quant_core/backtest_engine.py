@@ -54,6 +54,7 @@ import numpy as np
 from quantdesk.quant_core.backtest_kernel import kernel_choice, simulate
 from quantdesk.quant_core.costs import (
     COST_KINDS,
+    CostModel,
     block_rows,
     solve_impact_costs,
     trade_sweep,
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
     pass
 from quantdesk.quant_core.backtest_config import BacktestConfig, BacktestWarning, coerce_config
 
-__all__ = ["ArrayBacktest", "backtest_arrays"]
+__all__ = ["ArrayBacktest", "backtest_arrays", "session_costs"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -340,17 +341,10 @@ def _simulate(
     step[at_trade] *= growth
     net = step - 1.0
     scale = growth / previous[at_trade]  # V-_k over the previous close's value
-    out: dict[str, np.ndarray] = {}
-    for kind, kind_rate in costs.kind_rates.items():
-        out[kind] = np.zeros(n_out)
-        out[kind][at_trade] = kind_rate * turnover * scale
-    out["impact"] = np.zeros(n_out)
-    out["impact"][at_trade] = impact * scale
-    out["borrow"] = np.zeros(n_out)
-    out["borrow"][1:] = rate * short_value[:-1] / value[:-1]
+    out, daily_turnover = session_costs(
+        costs, n_out, at_trade, turnover, scale, impact, short_value, value
+    )
     gross = net + sum(out[kind] for kind in COST_KINDS)
-    daily_turnover = np.zeros(n_out)
-    daily_turnover[at_trade] = turnover
     return ArrayBacktest(
         rows=np.arange(first, n_rows, dtype=np.int64),
         decision_rows=decisions,
@@ -369,6 +363,46 @@ def _simulate(
         _mark=mark,
         **out,
     )
+
+
+def session_costs(
+    costs: CostModel,
+    n_out: int,
+    at_trade: np.ndarray,
+    turnover: np.ndarray,
+    scale: np.ndarray,
+    impact: np.ndarray,
+    short_value: np.ndarray,
+    value: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The daily cost columns (by kind, see ``COST_KINDS``) and the daily turnover.
+
+    Shared by the numpy engine and the compiled kernel, so both report costs the same way.
+    Trade costs land on the trade sessions ``at_trade``, scaled from the value at the trade
+    to the previous close's (``scale``); the borrow fee of a session is paid on the short
+    book held from the previous close.
+
+    Args:
+        costs: The cost model (linear rates by kind, daily borrow rate).
+        n_out: Output sessions.
+        at_trade: Output row of each trade.
+        turnover: Turnover of each trade (relative to the value at the trade).
+        scale: Value at each trade over the previous close's value.
+        impact: Impact cost of each trade (relative to the value at the trade).
+        short_value: Value of the short book at each close.
+        value: Portfolio value at each close (any common unit with ``short_value``).
+    """
+    out: dict[str, np.ndarray] = {}
+    for kind, kind_rate in costs.kind_rates.items():
+        out[kind] = np.zeros(n_out)
+        out[kind][at_trade] = kind_rate * turnover * scale
+    out["impact"] = np.zeros(n_out)
+    out["impact"][at_trade] = impact * scale
+    out["borrow"] = np.zeros(n_out)
+    out["borrow"][1:] = costs.borrow_rate_daily * short_value[:-1] / value[:-1]
+    daily_turnover = np.zeros(n_out)
+    daily_turnover[at_trade] = turnover
+    return out, daily_turnover
 
 
 def _diagnose(

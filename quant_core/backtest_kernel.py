@@ -212,7 +212,7 @@ def simulate(
         is not well defined (bankrupt, non-finite input, undefined impact): the caller then
         runs the numpy engine, which raises the error that explains it.
     """
-    from quantdesk.quant_core.backtest_engine import ArrayBacktest
+    from quantdesk.quant_core.backtest_engine import ArrayBacktest, session_costs
 
     costs = cfg.costs
     trades = decisions + 1
@@ -252,17 +252,10 @@ def simulate(
     previous = np.concatenate([[1.0], nav[:-1]])
     net = nav / previous - 1.0
     scale = before / previous[at_trade]  # V-_k over the previous close's value
-    out: dict[str, np.ndarray] = {}
-    for kind, kind_rate in costs.kind_rates.items():
-        out[kind] = np.zeros(n_out)
-        out[kind][at_trade] = kind_rate * turnover * scale
-    out["impact"] = np.zeros(n_out)
-    out["impact"][at_trade] = impact * scale
-    out["borrow"] = np.zeros(n_out)
-    out["borrow"][1:] = costs.borrow_rate_daily * short_value[:-1] / nav[:-1]
+    out, daily_turnover = session_costs(
+        costs, n_out, at_trade, turnover, scale, impact, short_value, nav
+    )
     gross = net + sum(out[kind] for kind in COST_KINDS)
-    daily_turnover = np.zeros(n_out)
-    daily_turnover[at_trade] = turnover
     return ArrayBacktest(
         rows=np.arange(first, n_rows, dtype=np.int64),
         decision_rows=decisions,
