@@ -8,6 +8,7 @@ directory) once per call so that tests can change variables with ``monkeypatch``
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,19 +86,45 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _sources_key() -> tuple[object, ...]:
+    """What the settings are read from: the ``QUANTDESK_*`` variables and the ``.env`` file."""
+    env = tuple(sorted((k.upper(), v) for k, v in os.environ.items() if _is_ours(k)))
+    try:
+        stat = os.stat(".env")
+    except OSError:
+        return (env, os.getcwd(), None)
+    return (env, os.getcwd(), stat.st_mtime_ns, stat.st_size)
+
+
+def _is_ours(name: str) -> bool:
+    return name[:10].upper() == "QUANTDESK_"
+
+
+_LAST: list[tuple[tuple[object, ...], Settings]] = []  # the last sources and their settings
+
+
 def get_settings() -> Settings:
-    """Read the settings from the environment and ``.env`` now.
+    """The settings as the environment and ``.env`` give them now.
+
+    Read again whenever a ``QUANTDESK_*`` variable, the working directory or the ``.env``
+    file changed since the last call; otherwise the last (frozen) settings are returned, since
+    building them takes a fraction of a millisecond and tools ask many times per call.
 
     Raises:
         ConfigError: A ``QUANTDESK_*`` variable has an invalid value.
     """
+    key = _sources_key()
+    if _LAST and _LAST[0][0] == key:
+        return _LAST[0][1]
     try:
-        return _settings_class()()
+        settings = _settings_class()()
     except ValueError as exc:  # pydantic.ValidationError subclasses ValueError
         raise ConfigError(
             f"Invalid quantdesk setting: {exc}",
             fix="correct or unset the QUANTDESK_* environment variable named above.",
         ) from exc
+    _LAST[:] = [(key, settings)]
+    return settings
 
 
 def shared_data_dir(path: Path | str | None = None) -> Path | None:
